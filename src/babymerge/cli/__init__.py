@@ -1,0 +1,49 @@
+"""``babymerge <stage> ...``: the one command line face.
+
+Each module in this package adds one subcommand: it defines ``register(subparsers)`` which adds a parser
+whose ``func`` default takes the parsed arguments and calls into its stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from pydantic import ValidationError
+
+from ..errors import BabymergeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="babymerge", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def one_line(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors()]
+        return f"invalid {error.title}: " + "; ".join(parts)
+    return " ".join(str(error).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (BabymergeError, ValidationError, FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"babymerge {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"babymerge {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Named sizes of babyllava: the paper's and a tiny one for tests and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .configuration_babyllava import BabyLlavaConfig
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: 6-layer Llama-style LM, width 768, DINOv2-large features (1024-d).
+    "paper": {
+        "text": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 6, "num_attention_heads": 12},
+        "vision_feature_dim": 1024,
+    },
+    "tiny": {
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        "vision_feature_dim": 32,
+    },
+}
+
+
+def make_config(
+    preset: str,
+    *,
+    vocab_size: int,
+    image_token_index: int,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    max_position_embeddings: int = 512,
+    **overrides: Any,
+) -> BabyLlavaConfig:
+    """Build a config from a preset; ``overrides`` set top-level fields such as ``num_image_tokens``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    spec = PRESETS[preset]
+    text = {
+        **spec["text"],
+        "vocab_size": vocab_size,
+        "max_position_embeddings": max_position_embeddings,
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": pad_token_id,
+    }
+    fields = {"vision_feature_dim": spec["vision_feature_dim"], **overrides}
+    return BabyLlavaConfig(
+        text_config=text,
+        image_token_index=image_token_index,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        **fields,
+    )

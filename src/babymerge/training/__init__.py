@@ -1,0 +1,1 @@
+"""Training stage: tokenizer, the shared initial checkpoint, datasets, the Trainer set-up."""

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny tokenizers and babyllava checkpoints built in the test, and the shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+WORDS = "the a cat dog bird sees chases likes red blue small big ball tree house runs sleeps".split()
+
+
+def synthetic_corpus(path: Path, lines: int = 400) -> Path:
+    """A small BabyLM-format folder: one ``.train`` file of simple sentences."""
+    import random
+
+    rng = random.Random(0)
+    path.mkdir(parents=True, exist_ok=True)
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize() + "." for _ in range(lines)]
+    (path / "toy.train").write_text("\n".join(sentences) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (it is read in place, never committed)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    from babymerge.training.tokenizer import text_files, train_tokenizer
+
+    corpus = synthetic_corpus(tmp_path_factory.mktemp("corpus"))
+    return train_tokenizer(text_files(corpus), vocab_size=300, min_frequency=1)
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory, tiny_tokenizer):
+    """``make_checkpoint(seed, **overrides) -> Path``: a tiny babyllava folder (weights, code, tokenizer)."""
+    from babymerge.training.init import init_model, save_checkpoint
+
+    def make(seed: int = 0, **overrides) -> Path:
+        out = tmp_path_factory.mktemp(f"ckpt{seed}") / "model"
+        save_checkpoint(init_model(tiny_tokenizer, "tiny", seed=seed, **overrides), tiny_tokenizer, out)
+        return out
+
+    return make
