@@ -1,0 +1,25 @@
+"""The feature file is the contract between feature extraction, training and evaluation."""
+
+import pytest
+import torch
+
+from babymerge.errors import BabymergeError
+from babymerge.features.store import FeatureFile
+
+
+def test_round_trip(tmp_path):
+    feats = FeatureFile(["a.jpg", "b.jpg"], torch.randn(2, 1, 8), torch.randn(1, 8), {"pooling": "mean"})
+    feats.save(tmp_path / "f.safetensors")
+    back = FeatureFile.load(tmp_path / "f.safetensors")
+    assert back.image_ids == ["a.jpg", "b.jpg"] and back.meta["pooling"] == "mean"
+    assert torch.equal(back.get("b.jpg"), feats.features[1]) and torch.equal(back.black, feats.black)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.safetensors"]
+
+
+def test_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not safetensors")
+    with pytest.raises(BabymergeError, match="bad.safetensors: not a readable safetensors"):
+        FeatureFile.load(bad)
+    with pytest.raises(BabymergeError, match="'c.jpg' is not in the feature file"):
+        FeatureFile(["a.jpg"], torch.zeros(1, 1, 2), torch.zeros(1, 2)).get("c.jpg")
