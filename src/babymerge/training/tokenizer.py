@@ -17,9 +17,9 @@ CHUNK_CHARS = 1 << 16
 
 
 def text_files(folder: str | os.PathLike) -> list[Path]:
-    """The ``.train`` files of a BabyLM-format folder (or the one file given), sorted."""
+    """The ``.train`` files of a BabyLM-format folder (or the one file given), sorted; ``*_dev.train`` are held out."""
     path = Path(folder)
-    files = [path] if path.is_file() else sorted(path.glob("*.train"))
+    files = [path] if path.is_file() else sorted(p for p in path.glob("*.train") if not p.stem.endswith("_dev"))
     if not files:
         raise BabymergeError(f"{path}: no .train files found (expected BabyLM-format text)")
     return files
@@ -79,12 +79,15 @@ def train_tokenizer(
 
 
 def subwords_per_word(tokenizer: PreTrainedTokenizerFast, files: list[Path], max_chars: int = 2_000_000) -> float:
-    """Subword tokens per white-space word on (up to ``max_chars`` of) the files."""
-    words = tokens = seen = 0
-    for piece in iter_text(files):
-        words += len(piece.split())
-        tokens += len(tokenizer(piece, add_special_tokens=False)["input_ids"])
-        seen += len(piece)
-        if seen >= max_chars:
-            break
+    """Subword tokens per white-space word on up to ``max_chars`` of text, taken evenly from each file."""
+    words = tokens = 0
+    per_file = max(max_chars // len(files), 1)
+    for file in files:
+        seen = 0
+        for piece in iter_text([file]):
+            words += len(piece.split())
+            tokens += len(tokenizer(piece, add_special_tokens=False)["input_ids"])
+            seen += len(piece)
+            if seen >= per_file:
+                break
     return tokens / max(words, 1)

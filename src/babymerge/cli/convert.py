@@ -1,0 +1,36 @@
+"""``babymerge convert``: between babyllava checkpoints and the authors' reference Llava layout, bit for bit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..io import atomic_dir
+from ..modeling.convert import to_babyllava, to_reference
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.to == "babyllava" and args.vision_tower:
+        raise ValueError("--vision-tower only applies with --to reference")
+    if args.to == "reference" and args.black_features:
+        raise ValueError("--black-features only applies with --to babyllava (the black image travels along)")
+    with atomic_dir(args.output, overwrite=args.overwrite) as tmp:
+        if args.to == "babyllava":
+            notes = to_babyllava(str(args.input), str(tmp), black_features=args.black_features)
+        else:
+            notes = to_reference(str(args.input), str(tmp), vision_tower=args.vision_tower)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(f"wrote {args.output} ({args.to} layout)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="babyllava <-> the authors' reference layout", description=__doc__)
+    parser.add_argument("input", help="checkpoint folder to read")
+    parser.add_argument("output", help="checkpoint folder to write")
+    parser.add_argument("--to", required=True, choices=("babyllava", "reference"))
+    parser.add_argument("--black-features", help="feature file whose black image to use (--to babyllava)")
+    parser.add_argument("--vision-tower", help="DINOv2 folder to attach as vision_tower.* (--to reference)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.set_defaults(func=run)

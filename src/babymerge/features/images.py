@@ -1,0 +1,79 @@
+"""Which images to extract: a folder of images, or a Flickr8k-style captions file (``image,caption``)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import BabymergeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image: its id (the file name as given) and where it lies."""
+
+    image_id: str
+    path: Path
+
+
+def images_in_folder(folder: Path) -> list[ImageSource]:
+    """Every image file under ``folder``, sorted; ids are paths relative to the folder."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BabymergeError(f"{folder}: no image files found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return [ImageSource(p.relative_to(folder).as_posix(), p) for p in files]
+
+
+def images_in_captions(captions: Path) -> list[ImageSource]:
+    """The distinct images a captions file names, in order of first mention.
+
+    Images are looked up in an ``images/`` folder beside the file, else beside the file itself.
+    """
+    try:
+        with open(captions, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "image" not in reader.fieldnames:
+                raise BabymergeError(f"{captions}: expected a CSV header with an 'image' column (image,caption)")
+            names = list(dict.fromkeys(row["image"].strip() for row in reader if row.get("image")))
+    except UnicodeDecodeError:
+        raise BabymergeError(f"{captions}: not a UTF-8 captions file (expected CSV image,caption)") from None
+    if not names:
+        raise BabymergeError(f"{captions}: names no images")
+    roots = [captions.parent / "images", captions.parent]
+    sources = []
+    for name in names:
+        path = next((root / name for root in roots if (root / name).is_file()), None)
+        if path is None:
+            raise BabymergeError(f"{captions}: image {name!r} not found in {roots[0]} or {roots[1]}")
+        sources.append(ImageSource(name, path))
+    return sources
+
+
+def list_images(source: str | os.PathLike) -> list[ImageSource]:
+    """The images named by ``source``: a folder of images or a captions file."""
+    path = Path(source)
+    if path.is_dir():
+        return images_in_folder(path)
+    if path.is_file():
+        return images_in_captions(path)
+    raise BabymergeError(f"{path}: not found (expected a folder of images or a captions file)")
+
+
+def load_rgb(source: ImageSource) -> Image.Image:
+    """The image as RGB; an unreadable file raises one line naming it."""
+    try:
+        with Image.open(source.path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise BabymergeError(f"{source.path}: unreadable image ({' '.join(str(error).split())})") from None
+
+
+def black_image(size: int = 224) -> Image.Image:
+    """An all-black RGB image; the processor resizes it like any other image."""
+    return Image.new("RGB", (size, size), (0, 0, 0))
