@@ -39,7 +39,7 @@ def independent_ratio(tokenizer, folder) -> float:
     """Subwords per white-space word, counted line by line and word by word (never across lines)."""
     words = tokens = 0
     for name in FILES:
-        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+        for line in (folder / name.replace("_dev", "")).read_text(encoding="utf-8").splitlines():
             words += len(line.split())
             tokens += len(tokenizer(line, add_special_tokens=False)["input_ids"])
     return tokens / words
