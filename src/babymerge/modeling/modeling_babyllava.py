@@ -165,7 +165,9 @@ class BabyLlavaForConditionalGeneration(BabyLlavaPreTrainedModel, GenerationMixi
         if labels is not None:
             if input_ids is not None:
                 labels = labels.masked_fill(input_ids == self.config.image_token_index, -100)
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,

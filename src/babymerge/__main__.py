@@ -1,0 +1,7 @@
+"""``python -m babymerge`` is the ``babymerge`` command (handy under ``torchrun``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""``babymerge merge RECIPE OUT --model NAME=PATH ...``: a recipe from merge_recipes/ with its paths filled in."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import BabymergeError
+
+
+def parse_model(value: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. text_model=ckpt/text), got {value!r}")
+    return name, path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "merge", help="run a merge recipe through mergekit with its /path/to/NAME placeholders filled in"
+    )
+    parser.add_argument("recipe", help="recipe YAML (e.g. merge_recipes/linear_alpha0.5.yml)")
+    parser.add_argument("out", help="output folder (must not exist)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        type=parse_model,
+        default=[],
+        metavar="NAME=PATH",
+        help="fill /path/to/NAME, e.g. text_model=ckpt/text multimodal_model=ckpt/mm init_model=ckpt/init",
+    )
+    parser.add_argument("--random-seed", type=int, default=None, help="seed for random methods (DARE)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..merging.recipes import merge_recipe
+
+    paths = dict(args.model)
+    if len(paths) != len(args.model):
+        raise BabymergeError("--model: a NAME is given twice")
+    print(merge_recipe(args.recipe, args.out, paths, random_seed=args.random_seed))
+    return 0

@@ -1,0 +1,174 @@
+"""Model card of a merged checkpoint: parents, method and parameters, recipe, evaluation results (model-index).
+
+Built with huggingface_hub's ``ModelCard``/``ModelCardData``/``EvalResult`` from what the merge folder holds:
+``mergekit_config.yml`` (the recipe mergekit wrote) and, when present, lm-eval results
+(``eval_results.json`` in the folder or a file given explicitly).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import BabymergeError
+
+RECIPE_FILE = "mergekit_config.yml"
+RESULTS_FILE = "eval_results.json"
+REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass
+class MergeSummary:
+    """What a merged folder says about how it was made."""
+
+    method: str
+    parents: list[str]
+    base_model: str | None
+    parameters: dict[str, Any]
+    recipe: str
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _model_path(ref: Any) -> str:
+    return ref if isinstance(ref, str) else str(ref.get("model", ref))
+
+
+def _model_entries(node: Any, module: str | None = None) -> list[tuple[str | None, Any, dict]]:
+    """``(module, model reference, parameters)`` for every model entry, in recipe order (any recipe syntax)."""
+    found: list[tuple[str | None, Any, dict]] = []
+    if isinstance(node, dict):
+        if "model" in node:
+            found.append((module, node["model"], node.get("parameters") or {}))
+        for key, value in node.items():
+            if key == "modules" and isinstance(value, dict):
+                for name, sub in value.items():
+                    found += _model_entries(sub, name)
+            elif key not in ("model", "parameters", "base_model"):
+                found += _model_entries(value, module)
+    elif isinstance(node, list):
+        for value in node:
+            found += _model_entries(value, module)
+    return found
+
+
+def read_summary(out_dir: str | Path, results_file: str | Path | None = None) -> MergeSummary:
+    """Read the recipe mergekit stored in ``out_dir`` and any evaluation results."""
+    out_dir = Path(out_dir)
+    recipe_path = out_dir / RECIPE_FILE
+    if not recipe_path.is_file():
+        raise BabymergeError(f"{recipe_path}: not found; is {out_dir} a mergekit output folder?")
+    recipe = recipe_path.read_text()
+    try:
+        data = yaml.safe_load(recipe)
+    except yaml.YAMLError as error:
+        raise BabymergeError(f"{recipe_path}: unreadable YAML ({' '.join(str(error).split())})") from error
+    if not isinstance(data, dict) or "merge_method" not in data:
+        raise BabymergeError(f"{recipe_path}: no merge_method field")
+    parents: list[str] = []
+    parameters: dict[str, Any] = {}
+    if data.get("parameters"):
+        parameters["*"] = data["parameters"]
+    per_model: dict[str, dict[str, Any]] = {}
+    for module, ref, params in _model_entries(data):
+        path = _model_path(ref)
+        if path not in parents:
+            parents.append(path)
+        if params:
+            per_model.setdefault(path, {})[module or "*"] = params
+    for path, by_module in per_model.items():
+        distinct = {json.dumps(v, sort_keys=True) for v in by_module.values()}
+        if len(distinct) == 1:
+            parameters[path] = next(iter(by_module.values()))
+        else:
+            parameters.update({f"{module}: {path}": v for module, v in by_module.items()})
+    base = data.get("base_model")
+    base = _model_path(base) if base else None
+    if base and base not in parents:
+        parents.append(base)
+    results_path = Path(results_file) if results_file else out_dir / RESULTS_FILE
+    results = read_results(results_path) if (results_file or results_path.is_file()) else {}
+    return MergeSummary(data["merge_method"], parents, base, parameters, recipe, results)
+
+
+def read_results(path: Path) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}}`` from an lm-eval results JSON (``{"results": {task: {"acc,none": ...}}}``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise BabymergeError(f"{path}: cannot read evaluation results ({error})") from error
+    table = data.get("results", data) if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise BabymergeError(f"{path}: expected a JSON object with a 'results' table")
+    out: dict[str, dict[str, float]] = {}
+    for task, metrics in table.items():
+        if not isinstance(metrics, dict):
+            continue
+        for key, value in metrics.items():
+            metric = key.split(",")[0]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in metric:
+                out.setdefault(task, {})[metric] = float(value)
+    return out
+
+
+def build_card(summary: MergeSummary, repo_id: str, mergekit_card: str | None = None):
+    """A ``huggingface_hub.ModelCard`` with model-index metadata for the evaluation results."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    eval_results = [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=task,
+            dataset_name=task,
+            metric_type=metric,
+            metric_value=value,
+        )
+        for task, metrics in sorted(summary.results.items())
+        for metric, value in sorted(metrics.items())
+    ]
+    hub_parents = [p for p in summary.parents if REPO_ID.match(p)]
+    data = ModelCardData(
+        library_name="transformers",
+        tags=["merge", "mergekit", "babyllava", "babylm", summary.method],
+        base_model=hub_parents or None,
+        base_model_relation="merge" if hub_parents else None,
+        model_name=repo_id,
+        eval_results=eval_results or None,
+    )
+    lines = [
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        "A babyllava checkpoint merged with [mergekit](https://github.com/arcee-ai/mergekit) and babymerge. "
+        "It loads with `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`.",
+        "",
+        "## Parents",
+        "",
+        *[f"- `{p}`" + (" (base model)" if p == summary.base_model else "") for p in summary.parents],
+        "",
+        "## Method",
+        "",
+        f"`{summary.method}`",
+        "",
+    ]
+    if summary.parameters:
+        lines += ["| scope | parameters |", "|---|---|"]
+        for scope, params in summary.parameters.items():
+            lines.append(f"| `{scope}` | `{json.dumps(params, sort_keys=True)}` |")
+        lines.append("")
+    lines += ["## Recipe", "", "```yaml", summary.recipe.rstrip(), "```", ""]
+    if summary.results:
+        lines += ["## Evaluation", "", "| task | metric | value |", "|---|---|---|"]
+        lines += [
+            f"| {task} | {metric} | {value:.4f} |"
+            for task, metrics in sorted(summary.results.items())
+            for metric, value in sorted(metrics.items())
+        ]
+        lines.append("")
+    if mergekit_card:
+        body = mergekit_card.split("---", 2)[-1].strip() if mergekit_card.startswith("---") else mergekit_card
+        lines += ["## mergekit's card", "", body, ""]
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines))

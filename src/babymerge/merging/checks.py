@@ -1,0 +1,269 @@
+"""Checks run before and after a babyllava merge; each failure is one line naming the model and tensor or field.
+
+Before: the recipe (known method, known parameters, a base_model where the method needs one, every module of
+the architecture present), then each model (same architecture, readable and complete safetensors, every tensor
+covered by the architecture definition, matching shapes, finite values). After: every input tensor reached
+the output (the guard) and the folder is complete (config, tokenizer, modeling code, model card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import BabymergeError
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+MAX_HEADER_BYTES = 100_000_000
+
+
+class MergeInputError(BabymergeError, click.ClickException):
+    """Bad merge input. A BabymergeError for Python callers; ``mergekit-yaml`` prints it as one ``Error:`` line."""
+
+    def __init__(self, message: str):
+        BabymergeError.__init__(self, message)
+        click.ClickException.__init__(self, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: str
+    file: Path
+
+
+@dataclass
+class ModelInputs:
+    """One local model folder: its config and the name, shape and file of every tensor."""
+
+    path: Path
+    config: dict[str, Any]
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> str:
+        return (self.config.get("architectures") or ["?"])[0]
+
+
+def read_safetensors_header(file: Path) -> dict[str, TensorInfo]:
+    """Tensor names, shapes and dtypes from a safetensors header; fails on unreadable or truncated files."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            raw = handle.read(8)
+            if len(raw) != 8:
+                raise MergeInputError(f"{file}: truncated safetensors file ({size} bytes, no header)")
+            (length,) = struct.unpack("<Q", raw)
+            if length > min(size - 8, MAX_HEADER_BYTES):
+                raise MergeInputError(f"{file}: truncated or unreadable safetensors file (header of {length} bytes)")
+            header = json.loads(handle.read(length))
+    except OSError as error:
+        raise MergeInputError(f"{file}: cannot read safetensors file ({error.strerror})") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MergeInputError(f"{file}: unreadable safetensors header ({error})") from error
+    header.pop("__metadata__", None)
+    end = 0
+    out: dict[str, TensorInfo] = {}
+    for name, entry in header.items():
+        begin, stop = entry["data_offsets"]
+        end = max(end, stop)
+        out[name] = TensorInfo(tuple(entry["shape"]), entry["dtype"], file)
+    if 8 + length + end != size:
+        raise MergeInputError(f"{file}: truncated safetensors file ({size} bytes; header describes {8 + length + end})")
+    return out
+
+
+def read_model(path: str | Path) -> ModelInputs:
+    """Config and tensor table of a local checkpoint folder (sharded or not)."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not path.is_dir():
+        raise MergeInputError(f"{path}: model folder not found")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as error:
+        raise MergeInputError(f"{config_file}: cannot read config ({error})") from error
+    index = path / SAFETENSORS_INDEX
+    if index.exists():
+        files = sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
+    else:
+        files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise MergeInputError(f"{path}: no safetensors weights")
+    model = ModelInputs(path, config)
+    for file in files:
+        model.tensors.update(read_safetensors_header(file))
+    return model
+
+
+def covered_names(arch: Any, config: Any) -> dict[str, str]:
+    """``{name or alias or tied name: output name}`` for every weight a mergekit architecture writes."""
+    out: dict[str, str] = {}
+    for weight in arch.all_weights(config):
+        out[weight.name] = weight.name
+        for other in (weight.aliases or ()) + (weight.tied_names or ()):
+            out.setdefault(other, weight.name)
+    return out
+
+
+def check_same_architecture(models: list[ModelInputs]) -> None:
+    first = models[0]
+    for model in models[1:]:
+        if (model.architecture, model.config.get("model_type")) != (first.architecture, first.config.get("model_type")):
+            raise MergeInputError(
+                f"{model.path}: architecture {model.architecture} ({model.config.get('model_type')}) does not "
+                f"match {first.path}'s {first.architecture} ({first.config.get('model_type')})"
+            )
+
+
+def check_coverage(model: ModelInputs, covered: dict[str, str], arch_name: str) -> None:
+    """Every tensor of ``model`` is written by the architecture definition (mergekit drops the others)."""
+    missing = sorted(set(model.tensors) - set(covered))
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise MergeInputError(
+            f"{model.path}: tensor {missing[0]}{more} not covered by the mergekit architecture {arch_name}; "
+            "it would be dropped from the output"
+        )
+
+
+def check_shapes(models: list[ModelInputs]) -> None:
+    first = models[0]
+    for model in models[1:]:
+        for name in sorted(set(first.tensors) ^ set(model.tensors)):
+            owner, other = (first, model) if name in first.tensors else (model, first)
+            raise MergeInputError(f"{other.path}: tensor {name} is missing (present in {owner.path})")
+        for name, info in model.tensors.items():
+            if info.shape != first.tensors[name].shape:
+                raise MergeInputError(
+                    f"{model.path}: tensor {name} has shape {info.shape}; {first.path} has {first.tensors[name].shape}"
+                )
+
+
+def check_finite(model: ModelInputs) -> None:
+    """No NaN or Inf in any floating-point tensor (a standalone scan; merges check as mergekit loads instead)."""
+    import torch
+    from safetensors import safe_open
+
+    by_file: dict[Path, list[str]] = {}
+    for name, info in model.tensors.items():
+        if info.dtype.startswith(("F", "BF")):
+            by_file.setdefault(info.file, []).append(name)
+    for file, names in by_file.items():
+        with safe_open(str(file), framework="pt") as handle:
+            for name in names:
+                if not bool(torch.isfinite(handle.get_tensor(name)).all()):
+                    raise MergeInputError(f"{model.path}: tensor {name} holds NaN or Inf values")
+
+
+def check_tensors_reach_output(
+    inputs: Iterable[str | Path], output: str | Path, covered: dict[str, str] | None = None
+) -> None:
+    """The guard: every tensor of every input folder is present in the merged folder (by output name)."""
+    written = set(read_model_tensors(Path(output)))
+    for path in inputs:
+        for name in sorted(read_model_tensors(Path(path))):
+            target = (covered or {}).get(name, name)
+            if target not in written and name not in written:
+                raise MergeInputError(f"{path}: tensor {name} did not reach the merged output {output}")
+
+
+def read_model_tensors(path: Path) -> dict[str, TensorInfo]:
+    index = path / SAFETENSORS_INDEX
+    files = (
+        sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
+        if index.exists()
+        else sorted(path.glob("*.safetensors"))
+    )
+    out: dict[str, TensorInfo] = {}
+    for file in files:
+        out.update(read_safetensors_header(file))
+    return out
+
+
+def check_recipe(merge_config: Any, module_names: Iterable[str]) -> None:
+    """Method known, parameters known and complete, base_model present when needed, no module left out."""
+    from mergekit.merge_methods import registry
+    from mergekit.merge_methods.base import BasePolicy, ParameterScope
+
+    known = {m.spec.name: m for m in registry.registered_methods()}
+    method = known.get(merge_config.merge_method)
+    if method is None:
+        raise MergeInputError(
+            f"merge_method: unknown method {merge_config.merge_method!r}; choose one of {', '.join(sorted(known))}"
+        )
+    spec = method.spec
+    allowed = {p.name for p in spec.parameters}
+    data = merge_config.model_dump(mode="json", exclude_none=True)
+    for where, params in _parameter_blocks(data):
+        for name in params:
+            if name not in allowed:
+                raise MergeInputError(
+                    f"{where}.{name}: unknown parameter for {spec.name}; expected one of {', '.join(sorted(allowed))}"
+                )
+    if spec.contract.base == BasePolicy.REQUIRED and not _has_base(merge_config):
+        raise MergeInputError(
+            f"base_model: merge method {spec.name} needs a base_model (the shared initial checkpoint its deltas "
+            "are taken from)"
+        )
+    if merge_config.models:
+        shared = set((merge_config.parameters or {}).keys())
+        base = str(merge_config.base_model) if merge_config.base_model else None
+        for i, entry in enumerate(merge_config.models):
+            own = set((entry.parameters or {}).keys()) | shared
+            is_base = str(entry.model) == base
+            for p in spec.parameters:
+                per_model = p.scope == ParameterScope.INPUT or (p.scope == ParameterScope.NON_BASE and not is_base)
+                needed = p.required and per_model
+                if needed and p.name not in own:
+                    raise MergeInputError(f"models[{i}].parameters.{p.name}: required by {spec.name} for {entry.model}")
+    for p in spec.parameters:
+        if p.required and p.scope == ParameterScope.SHARED and p.name not in (merge_config.parameters or {}):
+            if not any(p.name in params for _, params in _parameter_blocks(data)):
+                raise MergeInputError(f"parameters.{p.name}: required by {spec.name}")
+    if merge_config.modules is not None:
+        left_out = sorted(set(module_names) - set(merge_config.modules))
+        if left_out:
+            raise MergeInputError(
+                f"modules: recipe leaves out module {left_out[0]}; its tensors would be dropped "
+                f"(list every module: {', '.join(sorted(module_names))})"
+            )
+    elif merge_config.slices is not None and len(list(module_names)) > 1:
+        raise MergeInputError("slices: babyllava has several modules; use the modules: syntax for slices")
+
+
+def _has_base(merge_config: Any) -> bool:
+    if merge_config.base_model is not None:
+        return True
+    slices = list(merge_config.slices or [])
+    slices += [s for module in (merge_config.modules or {}).values() for s in (module.slices or [])]
+    return bool(slices) and all(s.base_model is not None for s in slices)
+
+
+def _parameter_blocks(node: Any, where: str = "") -> Iterable[tuple[str, dict]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else key
+            if key == "parameters" and isinstance(value, dict):
+                yield here, value
+            else:
+                yield from _parameter_blocks(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _parameter_blocks(value, f"{where}[{i}]")
+
+
+def finite_size(models: list[ModelInputs]) -> int:
+    """Total bytes of the inputs' tensors (for messages and benchmarks)."""
+    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
+    return sum(math.prod(t.shape) * sizes.get(t.dtype, 4) for m in models for t in m.tensors.values())

@@ -1,0 +1,72 @@
+"""Merge recipes with placeholder paths (``merge_recipes/*.yml``) filled in with real absolute paths.
+
+Recipes name their models ``/path/to/text_model``, ``/path/to/multimodal_model``, ``/path/to/init_model`` and
+RegMean's Gram files ``/path/to/grams/text.safetensors``, ``/path/to/grams/multimodal.safetensors``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import BabymergeError
+from ..io import atomic_file
+
+PLACEHOLDER = re.compile(r"/path/to/([\w./-]+)")
+
+
+def render_recipe(text: str, paths: dict[str, str | os.PathLike]) -> str:
+    """Replace every ``/path/to/NAME`` by the absolute form of ``paths[NAME]``; fail on unknown names."""
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in paths:
+            given = ", ".join(paths) or "none"
+            raise BabymergeError(f"recipe placeholder /path/to/{name} has no path (--model {name}=PATH; got {given})")
+        return str(Path(paths[name]).resolve())
+
+    return PLACEHOLDER.sub(substitute, text)
+
+
+def write_recipe(recipe: str | os.PathLike, out: str | os.PathLike, paths: dict[str, str | os.PathLike]) -> Path:
+    """Render the recipe file ``recipe`` into ``out`` (atomically)."""
+    text = render_recipe(Path(recipe).read_text(), paths)
+    with atomic_file(out) as tmp:
+        tmp.write_text(text)
+    return Path(out)
+
+
+def merge_recipe(
+    recipe: str | os.PathLike,
+    out: str | os.PathLike,
+    paths: dict[str, str | os.PathLike] | None = None,
+    *,
+    random_seed: int | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Fill a recipe's placeholders and run it with mergekit's (guarded) ``run_merge`` in this process."""
+    import yaml
+    from mergekit.config import MergeConfiguration
+    from mergekit.options import MergeOptions
+
+    from .plugin import register
+
+    recipe = Path(recipe)
+    if not recipe.is_file():
+        raise BabymergeError(f"{recipe}: recipe not found")
+    text = render_recipe(recipe.read_text(), paths or {})
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise BabymergeError(f"{recipe}: unreadable YAML ({' '.join(str(error).split())})") from error
+    try:
+        config = MergeConfiguration.model_validate(data)
+    except RuntimeError as error:  # mergekit's validators raise RuntimeError, which pydantic passes through
+        raise BabymergeError(f"{recipe}: {' '.join(str(error).split())}") from error
+    register()
+    from mergekit.merge import run_merge
+
+    options = MergeOptions(quiet=quiet, random_seed=random_seed)
+    run_merge(config, str(out), options=options, config_source=text)
+    return Path(out)

@@ -1,0 +1,126 @@
+"""``train(config)``: one text-only or multimodal run on the HF Trainer, with word milestones and resume."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..errors import BabymergeError
+from ..io import atomic_file
+from ..modeling import BabyLlavaForConditionalGeneration
+from .config import TrainConfig
+from .data import build_dataset
+from .milestones import MilestoneCallback, WordCountingTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def load_init(init: Path):
+    """The initial model and tokenizer of a run."""
+    import babymerge  # noqa: F401  (registers babyllava)
+
+    if not (init / "config.json").is_file():
+        raise BabymergeError(f"{init}: not a checkpoint folder (no config.json); make one with `babymerge init`")
+    model = AutoModelForCausalLM.from_pretrained(init.resolve())
+    if not isinstance(model, BabyLlavaForConditionalGeneration):
+        raise BabymergeError(f"{init}: holds a {type(model).__name__}, expected a babyllava checkpoint")
+    return model, AutoTokenizer.from_pretrained(init)
+
+
+def device_defaults() -> dict:
+    """Pinned memory only with CUDA; several processes without CUDA (torchrun on CPUs) need ``use_cpu``."""
+    cuda = torch.cuda.is_available()
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return {"dataloader_pin_memory": cuda, **({"use_cpu": True} if several and not cuda else {})}
+
+
+def training_arguments(config: TrainConfig) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(config.out / "trainer"),
+        seed=config.seed,
+        data_seed=config.seed,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler_type,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=not config.progress,
+        **{**device_defaults(), **config.trainer_args},
+    )
+
+
+RUN_LENGTH_FIELDS = {"epochs", "max_steps", "resume", "progress", "logging_steps", "save_steps", "save_total_limit"}
+
+
+def warn_on_changes(before: TrainConfig, now: TrainConfig) -> None:
+    """Resuming with other data or optimiser settings mixes two runs: say which fields changed."""
+    old, new = before.model_dump(), now.model_dump()
+    changed = sorted(k for k in new if k not in RUN_LENGTH_FIELDS and old.get(k) != new[k])
+    if changed:
+        logger.warning("resuming %s with changed settings %s; the checkpoints mix both", now.out, changed)
+
+
+def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
+    """Train as ``config`` says; returns the output folder.
+
+    ``OUT/checkpoints/<words>`` holds a complete model at each word milestone (an adapter folder with
+    ``lora``), ``OUT/checkpoints/final`` the end state, ``OUT/trainer/checkpoint-N`` the Trainer's resumable
+    state, ``OUT/loss.jsonl`` the logged losses and ``OUT/loss.png`` their curve. Running the same config
+    again resumes from the last Trainer checkpoint.
+    """
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    model, tokenizer = load_init(config.init)
+    black = model.model.black_image_features.detach().clone()
+    dataset, collator = build_dataset(config, tokenizer, model.config.num_image_tokens, black)
+    if config.lora:
+        from .lora import apply_lora
+
+        model = apply_lora(model, config)
+    args = training_arguments(config)
+    info = {"mode": config.mode, "seed": config.seed, "init": str(config.init.resolve()), "lora": config.lora}
+    milestone = MilestoneCallback(out, config.milestone_unit, tokenizer, info=info)
+    trainer = WordCountingTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[milestone, *(callbacks or [])],
+    )
+    milestone.trainer = trainer
+    resume = None
+    if config.resume and (out / "trainer").is_dir():
+        resume = get_last_checkpoint(str(out / "trainer"))
+    if resume is not None and (out / "train_config.yaml").is_file():
+        warn_on_changes(TrainConfig.from_yaml(out / "train_config.yaml"), config)
+    if trainer.is_world_process_zero():
+        with atomic_file(out / "train_config.yaml") as tmp:
+            tmp.write_text(config.to_yaml())
+        if resume is None:
+            (out / "loss.jsonl").unlink(missing_ok=True)
+    if resume is not None:
+        milestone.restore(Path(resume), trim_log=trainer.is_world_process_zero())
+    logger.info("training on %d rows (%d words per epoch)", len(dataset), dataset.num_words)
+    trainer.train(resume_from_checkpoint=resume)
+    if config.save_final:
+        milestone.save(out / "checkpoints" / "final", trainer.state, None)
+    if trainer.is_world_process_zero() and (out / "loss.jsonl").is_file():
+        from .loss_plot import plot_loss
+
+        plot_loss([out], out / "loss.png")
+    return out

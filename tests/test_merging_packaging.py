@@ -1,0 +1,40 @@
+"""A regular (non-editable) wheel carries the start-up hook at its root, so ``pip install .`` installs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_the_pth_at_site_packages_root(tmp_path):
+    source = tmp_path / "src_copy"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp_path),
+        ".",
+    ]
+    subprocess.run(command, cwd=source, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("babymerge-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert "babymerge-mergekit.pth" in names
+        assert {"babymerge/merging/_autoload.py", "babymerge/merging/architectures/babyllava.json"} <= names
+        pth = archive.read("babymerge-mergekit.pth").decode()
+    assert pth == (REPO / "src/babymerge/merging/babymerge-mergekit.pth").read_text()
+    assert pth.startswith("import ") and pth.count("\n") == 1  # site.py runs one-line import statements only

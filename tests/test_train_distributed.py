@@ -1,0 +1,40 @@
+"""Two processes under torchrun (CPU, gloo) train like one process with the same global batch: the words seen
+are summed over processes and the milestones and loss log are written once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from babymerge.training.init import init_model, save_checkpoint
+
+
+def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer, shared_data):
+    torchrun, babymerge = shutil.which("torchrun"), shutil.which("babymerge")
+    if torchrun is None or babymerge is None:
+        pytest.skip("torchrun or the babymerge command is not on PATH")
+    init = tmp_path / "init"
+    save_checkpoint(init_model(tiny_tokenizer, "tiny", seed=0), tiny_tokenizer, init)
+    common = ["train", "--mode", "text", "--init", str(init), "--text", str(shared_data / "babylm_text" / "train_600k")]
+    common += ["--text-max-words", "8000", "--max-length", "48", "--max-steps", "6", "--logging-steps", "2"]
+    common += ["--milestone-unit", "500", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cli = [babymerge]
+    two = [torchrun, "--nproc-per-node", "2", *cli, *common, "--batch-size", "4", "--out", str(tmp_path / "two")]
+    subprocess.run(two, check=True, capture_output=True, env=env, timeout=300)
+    one = [*cli, *common, "--batch-size", "8", "--out", str(tmp_path / "one")]
+    subprocess.run(one, check=True, capture_output=True, env=env, timeout=300)
+
+    logs = {}
+    for run in ("one", "two"):
+        logs[run] = [json.loads(line) for line in (tmp_path / run / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs["two"]] == [2, 4, 6]  # written once, by the main process
+    assert [r["words_seen"] for r in logs["two"]] == [r["words_seen"] for r in logs["one"]]
+    for a, b in zip(logs["one"], logs["two"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-3)
+    names = sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "one" / "checkpoints").iterdir()) and "final" in names
