@@ -1,0 +1,37 @@
+"""Helpers named by the task YAMLs (``!function utils.x``): dataset builders and BabyLM metrics.
+
+The data directory comes from lm-eval's metadata (``--metadata '{"data_dir": "..."}'``), else
+``$BABYMERGE_DATA``, else ``~/.cache/babymerge/evaluation_data``.
+"""
+
+from functools import partial
+
+from babymerge.evaluation import docs
+from babymerge.evaluation.metrics import (  # noqa: F401  (named by the YAMLs)
+    choice_results,
+    entity_tracking_accuracy,
+    entity_tracking_results,
+    group_score,
+    image_score,
+    macro_accuracy,
+    pair_results,
+    spearman,
+    text_score,
+    winoground_results,
+    wug_results,
+)
+
+blimp = partial(docs.minimal_pairs, "blimp")
+blimp_fast = partial(docs.minimal_pairs, "blimp_fast")
+blimp_original = partial(docs.minimal_pairs, "blimp_original")
+supplement = partial(docs.minimal_pairs, "supplement")
+supplement_fast = partial(docs.minimal_pairs, "supplement_fast")
+ewok = partial(docs.ewok, "ewok")
+ewok_fast = partial(docs.ewok, "ewok_fast")
+entity_tracking = partial(docs.entity_tracking, "entity_tracking")
+entity_tracking_fast = partial(docs.entity_tracking, "entity_tracking_fast")
+wug_adj = partial(docs.wug, "wug_adj")
+wug_past = partial(docs.wug, "wug_past")
+winoground = docs.winoground
+caption_matching = docs.caption_matching
+caption_matching_fast = partial(docs.caption_matching, per_image=1)

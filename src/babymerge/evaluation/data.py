@@ -1,0 +1,167 @@
+"""Evaluation data: the BabyLM ``evaluation_data`` layout, read from a data directory, as lm-eval datasets.
+
+The data directory (``--data-dir``, else ``$BABYMERGE_DATA``, else ``~/.cache/babymerge/evaluation_data``)
+follows BabyLM 2025's layout (``full_eval/...``, ``fast_eval/...``) plus ``extra_eval/`` for the original
+BLiMP paradigms and Flickr8k-format caption data. A folder may also be given as ``NAME.zip`` (EWoK ships
+password-protected): zips are read in memory, nothing is extracted to disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BabymergeError
+
+DATA_ENV = "BABYMERGE_DATA"
+DEFAULT_DATA_DIR = Path("~/.cache/babymerge/evaluation_data")
+ZIP_PASSWORDS_ENV = "BABYMERGE_ZIP_PASSWORDS"
+
+
+BABYLM = "evaluation_data from https://github.com/babylm/evaluation-pipeline-2025 (README: OSF download)"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one data set lives in the data directory, and where a user who is online gets it."""
+
+    path: str
+    origin: str
+    password: str | None = None
+
+
+SOURCES: dict[str, Source] = {
+    "blimp": Source("full_eval/blimp_filtered", BABYLM),
+    "blimp_fast": Source("fast_eval/blimp_fast", BABYLM),
+    "blimp_original": Source("extra_eval/blimp_original", "https://github.com/alexwarstadt/blimp (data/*.jsonl)"),
+    "supplement": Source("full_eval/supplement_filtered", BABYLM),
+    "supplement_fast": Source("fast_eval/supplement_fast", BABYLM),
+    "ewok": Source("full_eval/ewok_filtered", BABYLM + "; zip password per the EWoK terms of use", "ewok"),
+    "ewok_fast": Source("fast_eval/ewok_fast", BABYLM + "; zip password per the EWoK terms of use", "BabyLM2025"),
+    "entity_tracking": Source("full_eval/entity_tracking", BABYLM),
+    "entity_tracking_fast": Source("fast_eval/entity_tracking_fast", BABYLM),
+    "wug_adj": Source("full_eval/wug_adj_nominalization", BABYLM),
+    "wug_past": Source("full_eval/wug_past_tense", "not public: ask the BabyLM organisers (Hofmann et al.)"),
+    "winoground": Source(
+        "full_eval/winoground_filtered",
+        BABYLM + "; images: https://huggingface.co/datasets/facebook/winoground (gated)",
+    ),
+    "caption_matching": Source("extra_eval/caption_matching", "Flickr8k-format captions.txt (image,caption)"),
+}
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The evaluation data directory: ``explicit``, else ``$BABYMERGE_DATA``, else the user cache folder."""
+    chosen = explicit or os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser()
+
+
+def _passwords(source: Source) -> list[bytes]:
+    extra = [p for p in os.environ.get(ZIP_PASSWORDS_ENV, "").split(",") if p]
+    return [p.encode() for p in ([source.password] if source.password else []) + extra]
+
+
+def read_lines(name: str, root: str | os.PathLike | None = None, suffix: str = ".jsonl") -> Iterator[tuple[str, str]]:
+    """Yield ``(file, line)`` for the non-empty lines of data set ``name``'s files, files in name order.
+
+    ``file`` names the file for error messages (``folder/x.jsonl`` or ``folder.zip:member``).
+    """
+    source = SOURCES[name]
+    base = data_dir(root) / source.path
+    if base.is_dir():
+        files = sorted(p for p in base.iterdir() if p.name.endswith(suffix))
+        if not files:
+            raise BabymergeError(f"{base}: no {suffix} files for {name} (origin: {source.origin})")
+        for file in files:
+            for line in file.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    yield str(file), line
+        return
+    archive = base.with_name(base.name + ".zip")
+    if archive.is_file():
+        yield from _zip_lines(archive, source, suffix)
+        return
+    raise BabymergeError(
+        f"{base}: not found (nor {archive.name}) for task data {name!r}; looked in data dir {data_dir(root)} "
+        f"(set --data-dir or ${DATA_ENV}; origin: {source.origin}; see `babymerge data`)"
+    )
+
+
+def _zip_lines(archive: Path, source: Source, suffix: str) -> Iterator[tuple[str, str]]:
+    with zipfile.ZipFile(archive) as handle:
+        members = sorted((m for m in handle.infolist() if m.filename.endswith(suffix)), key=lambda m: m.filename)
+        if not members:
+            raise BabymergeError(f"{archive}: no {suffix} files inside the zip")
+        for member in members:
+            text = None
+            for password in _passwords(source) or [None]:
+                try:
+                    text = handle.read(member, pwd=password).decode("utf-8")
+                    break
+                except RuntimeError:
+                    continue
+            if text is None:
+                raise BabymergeError(
+                    f"{archive}:{member.filename}: wrong or missing zip password (set ${ZIP_PASSWORDS_ENV})"
+                )
+            for line in io.StringIO(text):
+                if line.strip():
+                    yield f"{archive}:{member.filename}", line
+
+
+def read_records(name: str, root: str | os.PathLike | None, fields: list[str]) -> Iterator[tuple[str, dict]]:
+    """Yield ``(file, record)`` for each JSON line of data set ``name``, checking the required fields."""
+    for number, (file, line) in enumerate(read_lines(name, root), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BabymergeError(f"{file}: line {number} is not valid JSON ({error.msg})") from None
+        missing = [f for f in fields if f not in record] if isinstance(record, dict) else fields
+        if missing:
+            raise BabymergeError(f"{file}: record {number} lacks field(s) {missing} (expected {fields})")
+        yield file, record
+
+
+def file_stem(file: str) -> str:
+    """``dir/regular.jsonl`` or ``a.zip:dir/regular.jsonl`` -> ``regular``."""
+    return Path(file.rsplit(":", 1)[-1]).name.removesuffix(".jsonl")
+
+
+def read_captions(root: str | os.PathLike | None = None, path: str | os.PathLike | None = None) -> list[dict]:
+    """Rows ``{"image", "caption"}`` of a Flickr8k-format ``captions.txt`` (header ``image,caption``)."""
+    file = Path(path) if path else data_dir(root) / SOURCES["caption_matching"].path / "captions.txt"
+    if not file.is_file():
+        raise BabymergeError(
+            f"{file}: captions file not found for caption matching; looked in data dir {data_dir(root)} "
+            f"(expected {SOURCES['caption_matching'].path}/captions.txt, Flickr8k format `image,caption`)"
+        )
+    with open(file, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["image", "caption"]:
+            raise BabymergeError(f"{file}: first line must be the header `image,caption`, found {header}")
+        rows = []
+        for number, row in enumerate(reader, start=2):
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise BabymergeError(f"{file}: line {number} must be `image,caption`, found {row}")
+            rows.append({"image": row[0].strip(), "caption": ",".join(row[1:]).strip()})
+    if not rows:
+        raise BabymergeError(f"{file}: no captions")
+    return rows
+
+
+def describe_sources(root: str | os.PathLike | None = None) -> list[dict[str, str]]:
+    """For each data set: its place in the data directory, whether it is there, and where it comes from."""
+    base = data_dir(root)
+    out = []
+    for name, source in SOURCES.items():
+        place = base / source.path
+        present = place.is_dir() or place.with_name(place.name + ".zip").is_file()
+        out.append({"name": name, "path": str(place), "present": "yes" if present else "no", "origin": source.origin})
+    return out

@@ -1,0 +1,137 @@
+"""lm-eval model type ``babyllava``: BabyLM 2025 causal scoring with per-request image features.
+
+Scoring (BabyLM 2025, causal backend): each candidate ``context + continuation`` is tokenised whole with
+special tokens (``<s> <image> text`` for babyllava); the scored tokens are those whose character span
+overlaps the continuation after its leading white space, so the split between context and continuation
+tokens follows the characters, not a separate tokenisation of the context. The first token is never scored.
+
+Images: a request whose last argument is ``{"visual": image_id}`` (lm-eval's ``doc_to_image``) is conditioned
+on that image's features from the feature file; other requests see the black image, as in training. Each
+image travels inside the token sequence as a virtual id ``vocab_size + row`` in place of ``<image>``, so
+lm-eval's batching, sorting and logits cache keep requests with different images apart, and text and image
+requests mix in one call; ``_model_call`` swaps the ids back and hands the rows' features to the model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+from ..errors import BabymergeError
+from ..features.store import FeatureFile
+
+
+def babylm_split(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``context + continuation`` (with special tokens) cut where BabyLM's scored tokens start."""
+    full = context + continuation
+    start = len(full) - len(continuation.lstrip())
+    encoding = tokenizer(full, add_special_tokens=True, return_offsets_mapping=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    scored = [i for i, (a, b) in enumerate(offsets) if b > a and b > start and a < len(full)]
+    if not scored:
+        raise BabymergeError(f"nothing to score in continuation {continuation!r} (context {context[-40:]!r})")
+    cut = max(scored[0], 1)
+    return ids[:cut], ids[cut:]
+
+
+def _image_of(args: tuple) -> str | None:
+    if len(args) < 3 or not isinstance(args[2], dict):
+        return None
+    visual = args[2].get("visual")
+    if isinstance(visual, (list, tuple)):
+        if len(visual) != 1:
+            raise BabymergeError(f"a request carries {len(visual)} images; babyllava scoring takes exactly one")
+        visual = visual[0]
+    return None if visual is None else str(visual)
+
+
+@register_model("babyllava")
+class BabyLlavaLM(HFLM):
+    """HFLM for babyllava checkpoints (a folder or a loaded model) with optional image features.
+
+    ``features``: a feature file path (``babymerge features``) or a ``FeatureFile``; needed by image tasks.
+    """
+
+    MULTIMODAL = True
+
+    def __init__(self, pretrained: Any, features: str | os.PathLike | FeatureFile | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("backend", "causal")
+        kwargs.setdefault("trust_remote_code", True)
+        super().__init__(pretrained=pretrained, **kwargs)
+        config = self.model.config
+        if not hasattr(config, "image_token_index") or not hasattr(config, "text_config"):
+            raise BabymergeError(f"model type {config.model_type!r} is not babyllava (use --model hf for it)")
+        if not self._max_length:
+            self._max_length = int(config.text_config.max_position_embeddings)
+        self.image_token_index = int(config.image_token_index)
+        self.image_base = int(config.text_config.vocab_size)
+        self.features = self._load_features(features)
+
+    def _load_features(self, features: str | os.PathLike | FeatureFile | None) -> FeatureFile | None:
+        if features is None or features == "":
+            return None
+        file = features if isinstance(features, FeatureFile) else FeatureFile.load(features)
+        config = self.model.config
+        if (file.num_image_tokens, file.feature_dim) != (config.num_image_tokens, config.vision_feature_dim):
+            raise BabymergeError(
+                f"feature file holds ({file.num_image_tokens}, {file.feature_dim}) features per image but the model "
+                f"expects (num_image_tokens, vision_feature_dim) = "
+                f"({config.num_image_tokens}, {config.vision_feature_dim})"
+            )
+        stems = {Path(image_id).stem: row for row, image_id in enumerate(file.image_ids)}
+        self._rows = {**stems, **file.index}
+        return file
+
+    def image_row(self, image_id: str) -> int:
+        """Row of ``image_id`` in the feature file (an id may omit the file extension)."""
+        if self.features is None:
+            raise BabymergeError(f"image {image_id!r} requested but no feature file given (model_args features=PATH)")
+        row = self._rows.get(image_id, self._rows.get(Path(image_id).stem))
+        if row is None:
+            raise BabymergeError(
+                f"image {image_id!r} is not in the feature file ({len(self.features.image_ids)} images)"
+            )
+        return row
+
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        new_requests = []
+        for request in tqdm(requests, desc="Tokenizing (BabyLM rules)", disable=disable_tqdm):
+            context, continuation = request.args[0], request.args[1]
+            image = _image_of(request.args)
+            context_enc, continuation_enc = babylm_split(self.tokenizer, context, continuation)
+            if image is not None:
+                virtual = self.image_base + self.image_row(image)
+                context_enc = [virtual if t == self.image_token_index else t for t in context_enc]
+                if virtual not in context_enc:
+                    raise BabymergeError(f"the tokenizer added no <image> token for image {image!r}")
+            new_requests.append(((context, continuation, image), context_enc, continuation_enc))
+        return self._loglikelihood_tokens(new_requests, disable_tqdm=disable_tqdm)
+
+    def _model_call(
+        self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ):
+        virtual = inps >= self.image_base
+        if not bool(virtual.any()):
+            return super()._model_call(inps, attn_mask, labels)
+        model = self.model
+        rows = torch.where(virtual, inps - self.image_base, torch.full_like(inps, -1)).amax(dim=1)
+        black = model.model.black_image_features.detach().to("cpu", torch.float32)
+        feats = black.unsqueeze(0).repeat(inps.shape[0], 1, 1)
+        has_image = rows >= 0
+        feats[has_image.cpu()] = self.features.features[rows[has_image].cpu()]
+        ids = inps.masked_fill(virtual, self.image_token_index)
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
+            return model(input_ids=ids, image_features=feats.to(inps.device)).logits

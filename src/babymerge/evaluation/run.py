@@ -1,0 +1,137 @@
+"""Run lm-eval on babyllava: in memory (``evaluate``) or through lm-eval's own CLI (``run_cli``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import BabymergeError
+from .data import DATA_ENV, data_dir
+
+TASKS_ENV = "BABYMERGE_TASKS"
+
+
+def tasks_dir() -> Path:
+    """The ``evaluation_tasks`` folder: ``$BABYMERGE_TASKS``, else the one beside the babymerge sources."""
+    explicit = os.environ.get(TASKS_ENV)
+    folder = Path(explicit) if explicit else Path(__file__).resolve().parents[3] / "evaluation_tasks"
+    if not (folder / "utils.py").is_file():
+        raise BabymergeError(f"{folder}: evaluation_tasks folder not found (set ${TASKS_ENV} to its path)")
+    return folder
+
+
+def _register_model() -> None:
+    """Importing the model module registers the ``babyllava`` model type with lm-eval."""
+    from . import lm  # noqa: F401  (registers the ``babyllava`` model type)
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    tasks: list[str],
+    *,
+    data_dir: str | os.PathLike | None = None,
+    features: Any = None,
+    limit: int | float | None = None,
+    batch_size: int = 32,
+    log_samples: bool = False,
+    include_defaults: bool = False,
+    **simple_evaluate_kwargs: Any,
+) -> dict[str, Any]:
+    """lm-eval's ``simple_evaluate`` on a loaded babyllava model (nothing is saved); returns its results dict.
+
+    ``features``: a feature file path or ``FeatureFile`` for image tasks. ``limit``: documents per task;
+    ``samples={task: [doc indices]}`` picks documents instead. ``include_defaults``: also index lm-eval's own
+    tasks (e.g. ``blimp``; about 5 s more per call). Other keywords go to ``simple_evaluate``.
+    """
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from .lm import BabyLlavaLM
+
+    root = str(_resolve_data_dir(data_dir))
+    lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size)
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=include_defaults, metadata={"data_dir": root})
+    simple_evaluate_kwargs.setdefault("bootstrap_iters", 0)
+    return simple_evaluate(
+        model=lm,
+        tasks=list(tasks),
+        task_manager=manager,
+        limit=limit,
+        log_samples=log_samples,
+        **simple_evaluate_kwargs,
+    )
+
+
+def _resolve_data_dir(explicit: str | os.PathLike | None) -> Path:
+    return data_dir(explicit)
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{"task", "metric", "value"}`` per task and metric of an lm-eval results dict (stderr left out)."""
+    rows = []
+    for task, metrics in results.get("results", {}).items():
+        for key, value in metrics.items():
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            rows.append({"task": task, "metric": key.split(",")[0], "value": float(value)})
+    return rows
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """A markdown table across tasks; values x100 as BabyLM prints them (accuracy %, Spearman x100)."""
+    lines = ["| task | metric | score |", "|---|---|---|"]
+    for row in summary_rows(results):
+        value = "n/a" if math.isnan(row["value"]) else f"{100 * row['value']:.2f}"
+        lines.append(f"| {row['task']} | {row['metric']} | {value} |")
+    return "\n".join(lines)
+
+
+def latest_results_file(output_path: str | os.PathLike) -> Path:
+    """The newest ``results_*.json`` lm-eval wrote under ``output_path``."""
+    found = sorted(Path(output_path).rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise BabymergeError(f"{output_path}: no results_*.json written by lm-eval")
+    return found[-1]
+
+
+def run_cli(
+    model_dir: str,
+    tasks: str,
+    *,
+    output_path: str,
+    data_dir: str | None = None,
+    features: str | None = None,
+    batch_size: str = "32",
+    device: str = "cpu",
+    limit: str | None = None,
+    extra: list[str] | None = None,
+) -> str:
+    """Register ``babyllava`` and run lm-eval's own CLI; return the summary table of the results it saved."""
+    from lm_eval.__main__ import cli_evaluate
+
+    from ..io import atomic_file
+
+    _register_model()
+    root = _resolve_data_dir(data_dir)
+    model_args = f"pretrained={model_dir}" + (f",features={features}" if features else "")
+    argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", tasks]
+    argv += ["--include_path", str(tasks_dir()), "--metadata", json.dumps({"data_dir": str(root)})]
+    argv += ["--batch_size", str(batch_size), "--device", device, "--output_path", output_path]
+    argv += ["--limit", str(limit)] if limit else []
+    argv += list(extra or [])
+    os.environ.setdefault(DATA_ENV, str(root))
+    saved, sys.argv = sys.argv, argv
+    try:
+        cli_evaluate()
+    finally:
+        sys.argv = saved
+    results_file = latest_results_file(output_path)
+    table = summary_table(json.loads(results_file.read_text()))
+    with atomic_file(results_file.with_name(results_file.stem + "_summary.md")) as tmp:
+        tmp.write_text(table + "\n")
+    return table

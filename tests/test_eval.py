@@ -1,0 +1,358 @@
+"""Evaluation through lm-eval: scores equal an independent implementation of the BabyLM 2025 rules.
+
+The data is read in place from ../shared/data through a BabyLM-layout folder of symlinks made in tmp.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from babymerge.errors import BabymergeError
+from babymerge.features.store import FeatureFile
+
+LAYOUT = {
+    "fast_eval/blimp_fast": "blimp/babylm_blimp_fast",
+    "full_eval/blimp_filtered": "blimp/babylm_blimp_filtered",
+    "extra_eval/blimp_original": "blimp/original",
+    "fast_eval/supplement_fast": "blimp_supplement/supplement_fast",
+    "full_eval/supplement_filtered": "blimp_supplement/supplement_filtered",
+    "fast_eval/ewok_fast.zip": "ewok/ewok_fast_babylm2025.zip",
+    "full_eval/ewok_filtered.zip": "ewok/ewok_filtered_full.zip",
+    "fast_eval/entity_tracking_fast": "entity_tracking/fast",
+    "full_eval/entity_tracking": "entity_tracking/full",
+    "full_eval/wug_adj_nominalization": "wug/wug_adj_nominalization",
+    "full_eval/winoground_filtered": "winoground/babylm_winoground_filtered",
+    "extra_eval/caption_matching": "flickr8k_1k",
+}
+
+
+def babylm_layout(root: Path, shared: Path) -> Path:
+    """A BabyLM ``evaluation_data`` folder made of symlinks into the shared data (nothing copied)."""
+    for rel, target in LAYOUT.items():
+        link = root / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shared / target)
+    return root
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory, shared_data) -> Path:
+    return babylm_layout(tmp_path_factory.mktemp("evaluation_data"), shared_data)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_tokenizer):
+    return tiny_tokenizer
+
+
+def winoground_features(shared: Path) -> FeatureFile:
+    """CLIP image embeddings of the 800 Winoground images as a feature file (rows interleave image_0/image_1)."""
+    img = torch.from_numpy(np.load(shared / "winoground" / "winoground_clip_vitb32_embeddings.npz")["img"]).float()
+    ids = [f"{row // 2}_image_{row % 2}.png" for row in range(img.shape[0])]
+    return FeatureFile(ids, img.unsqueeze(1) * 10, torch.zeros(1, img.shape[1]))
+
+
+# --- the independent implementation of BabyLM 2025's causal scoring --------------------------------------
+
+
+def reference_logprob(model, tokenizer, prefix: str, completion: str, image: torch.Tensor | None = None) -> float:
+    """Tokenise ``prefix + completion`` with special tokens; sum the log-probabilities of the text tokens whose
+    characters overlap the completion (past its leading white space); the first token is never scored.
+
+    A byte-level token's characters run from the end of the previous text token to its own end (offsets are
+    trimmed of the leading space, so they are rebuilt that way): a lone space token mid-sentence is scored,
+    a lone space before the completion is not.
+    """
+    text = prefix + completion
+    scored_from = len(prefix) + len(completion) - len(completion.lstrip())
+    encoding = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    ids = torch.tensor([encoding["input_ids"]])
+    with torch.no_grad():
+        features = None if image is None else image.reshape(1, 1, -1)
+        logprobs = torch.log_softmax(model(input_ids=ids, image_features=features).logits[0].double(), dim=-1)
+    total, previous_end = 0.0, 0
+    for position, ((_, end), special) in enumerate(
+        zip(encoding["offset_mapping"], encoding["special_tokens_mask"], strict=True)
+    ):
+        if special:
+            continue
+        if position > 0 and max(end, previous_end + 1) > scored_from:
+            total += float(logprobs[position - 1, ids[0, position]])
+        previous_end = max(end, previous_end)
+    return total
+
+
+def read_jsonl_files(folder: Path) -> list[tuple[str, dict]]:
+    return [
+        (file.stem, json.loads(line))
+        for file in sorted(folder.glob("*.jsonl"))
+        for line in file.read_text().splitlines()
+        if line.strip()
+    ]
+
+
+def read_ewok_zip(path: Path, password: bytes) -> list[dict]:
+    with zipfile.ZipFile(path) as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".jsonl"))
+        return [
+            json.loads(line)
+            for n in names
+            for line in io.StringIO(archive.read(n, pwd=password).decode())
+            if line.strip()
+        ]
+
+
+def spread(n: int, k: int = 12) -> list[int]:
+    return list(range(0, n, max(n // k, 1)))[:k]
+
+
+def macro(items: list[tuple[str, float]]) -> float:
+    groups = defaultdict(list)
+    for key, value in items:
+        groups[key].append(value)
+    return float(np.mean([np.mean(v) for v in groups.values()]))
+
+
+def resps(sample: dict) -> list[float]:
+    return [r[0][0] for r in sample["resps"]]
+
+
+# --- tests --------------------------------------------------------------------------------------------------
+
+
+def test_text_tasks_equal_the_babylm_rules(layout, shared_data, tokenizer):
+    from babymerge.evaluation import evaluate
+    from babymerge.training.init import init_model
+
+    model = init_model(tokenizer, "tiny", seed=1, max_position_embeddings=2048).eval()
+    blimp = [
+        (r["UID"], "", [r["sentence_good"], r["sentence_bad"]])
+        for _, r in read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    ]
+    supplement = [
+        (stem, "", [r["sentence_good"], r["sentence_bad"]])
+        for stem, r in read_jsonl_files(shared_data / "blimp_supplement" / "supplement_fast")
+    ]
+    ewok = [
+        (r["Domain"], r["Context1"], [" " + r["Target1"], " " + r["Target2"]])
+        for r in read_ewok_zip(shared_data / "ewok" / "ewok_fast_babylm2025.zip", b"BabyLM2025")
+    ]
+    tracking = [
+        (f"{stem}_{r['numops']}", r["input_prefix"], r["options"])
+        for stem, r in read_jsonl_files(shared_data / "entity_tracking" / "fast")
+    ]
+    wug = [
+        (r["ratio"], "", r["sentences"].split("\t"))
+        for _, r in read_jsonl_files(shared_data / "wug" / "wug_adj_nominalization")
+    ]
+    reference = {
+        "babylm_blimp_fast": blimp,
+        "babylm_blimp_supplement_fast": supplement,
+        "babylm_ewok_fast": ewok,
+        "babylm_entity_tracking_fast": tracking,
+        "babylm_wug_adj": wug,
+    }
+    sizes = {"babylm_blimp_fast": 16, "babylm_entity_tracking_fast": 5}
+    picks = {task: spread(len(items), sizes.get(task, 8)) for task, items in reference.items()}
+    out = evaluate(model, tokenizer, list(reference), data_dir=layout, samples=picks, batch_size=8, log_samples=True)
+
+    for task, items in reference.items():
+        samples = sorted(out["samples"][task], key=lambda s: s["doc_id"])
+        assert [s["doc_id"] for s in samples] == picks[task]
+        per_doc = []
+        for sample in samples:
+            key, prefix, candidates = items[sample["doc_id"]]
+            expected = [reference_logprob(model, tokenizer, prefix, c) for c in candidates]
+            assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0), (task, sample["doc_id"])
+            per_doc.append((key, expected))
+        result = out["results"][task]
+        if task == "babylm_wug_adj":
+            p_first = [np.exp(e[0]) / (np.exp(e[0]) + np.exp(e[1])) for _, e in per_doc]
+            human = [key for key, _ in per_doc]
+            rho = np.corrcoef(pd.Series(p_first).rank(), pd.Series(human).rank())[0, 1]
+            assert result["spearman,none"] == pytest.approx(rho, abs=1e-6)
+        elif task == "babylm_entity_tracking_fast":
+            cells = defaultdict(list)
+            for key, e in per_doc:
+                cells[key].append(float(e[0] >= max(e[1:])))
+            # one file (regular): mean over numops of the accuracy per numops
+            assert result["acc,none"] == pytest.approx(np.mean([np.mean(v) for v in cells.values()]))
+        else:
+            assert len({k for k, _ in per_doc}) > 1  # several UIDs: the macro-average is exercised
+            assert result["acc,none"] == pytest.approx(macro([(k, float(e[0] >= e[1])) for k, e in per_doc]))
+
+
+def test_images_change_winoground_and_mixed_requests(layout, shared_data, tokenizer):
+    """Winoground rows read their image's features; BLiMP in the same call sees the black image."""
+    from babymerge.evaluation import evaluate
+    from babymerge.training.init import init_model
+
+    model = init_model(tokenizer, "tiny", seed=2, vision_feature_dim=512).eval()
+    features = winoground_features(shared_data)
+    rows = [
+        json.loads(x)
+        for x in (shared_data / "winoground" / "babylm_winoground_filtered" / "winoground.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    picks = {"babylm_winoground": list(range(12)), "babylm_blimp_fast": [0, 500, 1000]}
+    out = evaluate(
+        model, tokenizer, list(picks), data_dir=layout, features=features, samples=picks, batch_size=8, log_samples=True
+    )
+
+    scores = {}
+    for sample in out["samples"]["babylm_winoground"]:
+        row = rows[sample["doc_id"]]
+        image = features.get(f"{row['image_idx']}_{row['image_key']}.png")
+        expected = [reference_logprob(model, tokenizer, "", row[c], image) for c in ("caption_0", "caption_1")]
+        black = [reference_logprob(model, tokenizer, "", row[c]) for c in ("caption_0", "caption_1")]
+        assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
+        assert min(abs(a - b) for a, b in zip(expected, black, strict=True)) > 1e-3  # the image matters
+        scores[(row["image_idx"], row["image_key"])] = expected
+    blimp = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    for sample in out["samples"]["babylm_blimp_fast"]:
+        record = blimp[sample["doc_id"]][1]
+        expected = [reference_logprob(model, tokenizer, "", record[k]) for k in ("sentence_good", "sentence_bad")]
+        assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
+
+    # classic scores from the four P(caption | image) of each example (rows 2k, 2k+1 are its two images)
+    text = image_ok = group = 0
+    examples = sorted({k[0] for k in scores})
+    for ex in examples:
+        (c0_i0, c1_i0), (c1_i1, c0_i1) = scores[(ex, "image_0")], scores[(ex, "image_1")]
+        t, i = c0_i0 > c1_i0 and c1_i1 > c0_i1, c0_i0 > c0_i1 and c1_i1 > c1_i0
+        text, image_ok, group = text + t, image_ok + i, group + (t and i)
+    result = out["results"]["babylm_winoground"]
+    assert result["acc,none"] == pytest.approx(np.mean([s[0] >= s[1] for s in scores.values()]))
+    assert result["text_score,none"] == pytest.approx(text / len(examples))
+    assert result["image_score,none"] == pytest.approx(image_ok / len(examples))
+    assert result["group_score,none"] == pytest.approx(group / len(examples))
+
+
+def test_caption_matching_scores_the_image(layout, shared_data, tokenizer):
+    from babymerge.evaluation import evaluate
+    from babymerge.training.init import init_model
+
+    model = init_model(tokenizer, "tiny", seed=3).eval()
+    table = pd.read_csv(shared_data / "flickr8k_1k" / "captions.txt")  # quoted captions may hold commas
+    captions = defaultdict(list)
+    for image, caption in zip(table["image"], table["caption"], strict=True):
+        captions[image].append(caption.strip())
+    images = list(captions)
+    generator = torch.Generator().manual_seed(0)
+    features = FeatureFile(images, 3 * torch.randn(len(images), 1, 32, generator=generator), torch.zeros(1, 32))
+    swapped = FeatureFile(images[::-1], features.features, features.black)  # every image gets another's features
+
+    picks = {"babylm_caption_matching_fast": [0, 7, 400, 999]}
+    runs = [
+        evaluate(model, tokenizer, list(picks), data_dir=layout, features=f, samples=picks, log_samples=True)
+        for f in (features, swapped)
+    ]
+    for own, other in zip(
+        *(sorted(r["samples"]["babylm_caption_matching_fast"], key=lambda s: s["doc_id"]) for r in runs), strict=True
+    ):
+        k = own["doc_id"]
+        true, distractor = captions[images[k]][0], captions[images[(k + len(images) // 2) % len(images)]][0]
+        assert own["doc"]["captions"] == [true, distractor]
+        expected = [reference_logprob(model, tokenizer, "", c, features.get(images[k])) for c in (true, distractor)]
+        assert np.allclose(resps(own), expected, atol=1e-4, rtol=0)
+        assert min(abs(a - b) for a, b in zip(resps(own), resps(other), strict=True)) > 1e-3
+
+
+def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
+    """``--model hf`` on a checkpoint folder: entity tracking equals the BabyLM rules; whole-sentence tasks
+    condition on ``<s>`` alone (lm-eval's empty-context rule), without ``<image>``: documented in docs."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM
+
+    from babymerge.evaluation import tasks_dir
+
+    folder = make_checkpoint(4)
+    lm = HFLM(pretrained=str(folder), trust_remote_code=True, device="cpu", batch_size=4)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    picks = {"babylm_entity_tracking_fast": [0, 100], "babylm_blimp_fast": [0, 300]}
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(layout)})
+    out = simple_evaluate(model=lm, tasks=list(picks), task_manager=manager, samples=picks, bootstrap_iters=0)
+    tracking = read_jsonl_files(shared_data / "entity_tracking" / "fast")
+    for sample in out["samples"]["babylm_entity_tracking_fast"]:
+        record = tracking[sample["doc_id"]][1]
+        expected = [reference_logprob(model, tokenizer, record["input_prefix"], o) for o in record["options"]]
+        assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
+    blimp = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    for sample in out["samples"]["babylm_blimp_fast"]:
+        sentence = blimp[sample["doc_id"]][1]["sentence_good"]
+        ids = [tokenizer.bos_token_id] + tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), dim=-1)
+        bos_only = float(sum(logprobs[i - 1, ids[i]] for i in range(1, len(ids))))
+        assert resps(sample)[0] == pytest.approx(bos_only, abs=1e-4)
+        assert abs(bos_only - reference_logprob(model, tokenizer, "", sentence)) > 1e-3
+
+
+def test_malformed_and_missing_data_name_the_file(tmp_path, tokenizer):
+    from babymerge.evaluation import evaluate
+    from babymerge.training.init import init_model
+
+    model = init_model(tokenizer, "tiny", seed=0)
+    folder = tmp_path / "data" / "fast_eval" / "blimp_fast"
+    folder.mkdir(parents=True)
+    (folder / "broken.jsonl").write_text('{"sentence_good": "A cat runs.", "UID": "x"}\n')
+    with pytest.raises(BabymergeError, match=r"broken\.jsonl: record 1 lacks field\(s\) \['sentence_bad'\]"):
+        evaluate(model, tokenizer, ["babylm_blimp_fast"], data_dir=tmp_path / "data")
+    (folder / "broken.jsonl").write_text("{not json\n")
+    with pytest.raises(BabymergeError, match=r"broken\.jsonl: line 1 is not valid JSON"):
+        evaluate(model, tokenizer, ["babylm_blimp_fast"], data_dir=tmp_path / "data")
+    with pytest.raises(BabymergeError, match=r"ewok_fast: not found .*looked in data dir .*data"):
+        evaluate(model, tokenizer, ["babylm_ewok_fast"], data_dir=tmp_path / "data")
+
+
+def test_image_task_errors(layout, shared_data, tokenizer):
+    from babymerge.evaluation import evaluate
+    from babymerge.training.init import init_model
+
+    model = init_model(tokenizer, "tiny", seed=0, vision_feature_dim=512)
+    picks = {"babylm_winoground": [0]}
+    with pytest.raises(BabymergeError, match="no feature file given"):
+        evaluate(model, tokenizer, list(picks), data_dir=layout, samples=picks)
+    few = FeatureFile(["other.png"], torch.zeros(1, 1, 512), torch.zeros(1, 512))
+    with pytest.raises(BabymergeError, match=r"image '0_image_0' is not in the feature file"):
+        evaluate(model, tokenizer, list(picks), data_dir=layout, features=few, samples=picks)
+    narrow = FeatureFile(["0_image_0"], torch.zeros(1, 1, 32), torch.zeros(1, 32))
+    with pytest.raises(BabymergeError, match=r"model expects .* = \(1, 512\)"):
+        evaluate(model, tokenizer, list(picks), data_dir=layout, features=narrow, samples=picks)
+
+
+def test_summary_table_lists_every_metric():
+    from babymerge.evaluation import summary_table
+
+    table = summary_table(
+        {"results": {"t": {"alias": "t", "acc,none": 0.5, "acc_stderr,none": "N/A", "text_score,none": 0.25}}}
+    )
+    assert table.splitlines()[2:] == ["| t | acc | 50.00 |", "| t | text_score | 25.00 |"]
+
+
+def test_blimp_original_covers_lm_evals_blimp_paradigms(layout):
+    """Offline stand-in for lm-eval's own ``blimp`` (Hub data): the same 67 paradigms, 1000 pairs each."""
+    import lm_eval
+    import yaml
+
+    from babymerge.evaluation.docs import minimal_pairs
+
+    folder = Path(lm_eval.__file__).parent / "tasks" / "blimp"
+    paradigms = {
+        yaml.safe_load(f.read_text())["dataset_name"] for f in folder.glob("*.yaml") if not f.name.startswith("_")
+    }
+    counts = pd.Series(minimal_pairs("blimp_original", data_dir=str(layout))["test"]["uid"]).value_counts()
+    assert set(counts.index) == paradigms and len(paradigms) == 67
+    assert set(counts) == {1000}

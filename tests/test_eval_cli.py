@@ -1,0 +1,88 @@
+"""``babymerge eval`` / ``babymerge data`` and plain ``lm_eval --model hf`` in fresh processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_eval import babylm_layout, winoground_features
+
+from babymerge.evaluation import tasks_dir
+
+CLI = [sys.executable, "-c", "import sys; from babymerge.cli import main; sys.exit(main())"]
+
+
+def run(args: list[str], cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory, shared_data):
+    return babylm_layout(tmp_path_factory.mktemp("evaluation_data"), shared_data)
+
+
+def test_winoground_end_to_end_with_a_feature_file(tmp_path, layout, shared_data, make_checkpoint):
+    checkpoint = make_checkpoint(5, vision_feature_dim=512)
+    features = tmp_path / "winoground_features.safetensors"
+    winoground_features(shared_data).save(features)
+    out = tmp_path / "results"
+    done = run(
+        CLI
+        + ["eval", str(checkpoint), "--tasks", "babylm_winoground,babylm_blimp_fast", "--features", str(features)]
+        + ["--data-dir", str(layout), "--output-path", str(out), "--limit", "16", "--batch-size", "8"]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [results_file] = list(out.rglob("results_*.json"))
+    results = json.loads(results_file.read_text())["results"]
+    for metric in ("acc,none", "text_score,none", "image_score,none", "group_score,none"):
+        assert 0.0 <= results["babylm_winoground"][metric] <= 1.0
+    assert "| babylm_winoground | group_score |" in done.stdout
+    summary = results_file.with_name(results_file.stem + "_summary.md").read_text()
+    assert "| babylm_blimp_fast | acc |" in summary
+
+
+def test_eval_reports_missing_data_in_one_line(tmp_path, make_checkpoint):
+    done = run(
+        CLI
+        + ["eval", str(make_checkpoint(6)), "--tasks", "babylm_ewok_fast", "--data-dir", str(tmp_path / "nowhere")]
+        + ["--output-path", str(tmp_path / "out")]
+    )
+    assert done.returncode == 2
+    assert f"{tmp_path / 'nowhere' / 'fast_eval' / 'ewok_fast'}: not found" in done.stderr
+
+
+def test_plain_lm_eval_hf_runs_text_tasks(tmp_path, layout, make_checkpoint):
+    out = tmp_path / "results"
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={make_checkpoint(7)},trust_remote_code=True",
+        ]
+        + [
+            "--include_path",
+            str(tasks_dir()),
+            "--tasks",
+            "babylm_entity_tracking_fast,babylm_ewok_fast",
+            "--limit",
+            "4",
+        ]
+        + ["--metadata", json.dumps({"data_dir": str(layout)}), "--device", "cpu", "--output_path", str(out)]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
+    assert set(results) == {"babylm_entity_tracking_fast", "babylm_ewok_fast"}
+
+
+def test_data_lists_sources(layout):
+    done = run(CLI + ["data", "--data-dir", str(layout)])
+    assert done.returncode == 0
+    assert "| wug_past | no |" in done.stdout and "| ewok_fast | yes |" in done.stdout
