@@ -1,0 +1,294 @@
+"""``babymerge demo``: the whole job end to end on an embedded default, with no downloads.
+
+world (or real data) -> tokenizer -> image features -> shared initial checkpoint -> text-only and multimodal
+training from it -> in-memory merge sweep (best pair by the paper's rule, and checkpoint by checkpoint) ->
+table and plots. Every step writes plain files under ``OUT`` and is skipped (or resumed) when they exist.
+
+Without a vision model to download, features come from a randomly initialised tiny DINOv2: image results
+are then not meaningful, and every summary says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import BabymergeError
+from .world import QUICK, WorldSize, generate_world
+
+DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
+RANDOM_NOTE = (
+    "NOTE: image features come from a RANDOMLY INITIALISED vision backbone (no pretrained weights offline); "
+    "image-conditioned scores (caption matching, Winoground) measure the pipeline, not vision."
+)
+
+
+class DemoConfig(BaseModel):
+    """Sizes and paths of a demo run; ``quick`` shrinks everything for tests (well under two minutes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path
+    data_dir: Path | None = Field(
+        None,
+        description="real data (babylm_text/train_600k, flickr8k_1k, blimp/babylm_blimp_fast) instead of the world",
+    )
+    quick: bool = False
+    seed: int = 0
+    preset: str = "tiny"
+    vocab_size: int | None = Field(None, ge=300, description="default 1000 (world), 8000 (real data)")
+    epochs: float | None = Field(None, gt=0, description="default: 4 (world), 1 (real data or quick)")
+    text_max_words: int | None = Field(
+        None, gt=0, description="real data: words of BabyLM text to train on (default 1M; 20k when quick)"
+    )
+
+    @property
+    def max_words(self) -> int | None:
+        if self.text_max_words or not self.data_dir:
+            return self.text_max_words
+        return 20_000 if self.quick else 1_000_000
+
+    milestone_unit: int | None = Field(None, ge=1, description="words per milestone unit (default fits the data)")
+    alphas: list[float] | None = None
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    device: str = "cpu"
+    progress: bool = True
+
+
+def log(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Inputs(BaseModel):
+    """Where the demo's text, captions, images and evaluation data are."""
+
+    text: Path
+    captions: Path
+    images: Path
+    evaluation_data: Path
+    tasks: list[str]
+    select_multimodal_by: str
+    synthetic: bool
+
+
+def world_inputs(config: DemoConfig) -> Inputs:
+    folder = config.out / "world"
+    if not (folder / "WORLD.md").is_file():
+        size = QUICK.model_copy(update={"seed": config.seed}) if config.quick else WorldSize(seed=config.seed)
+        generate_world(folder, size, overwrite=folder.exists())
+        log(f"generated the synthetic world in {folder}: {(folder / 'WORLD.md').read_text().splitlines()[-1]}")
+    tasks = ["babylm_blimp_fast", "babylm_caption_matching_fast", "babylm_winoground"]
+    return Inputs(
+        text=folder / "text",
+        captions=folder / "captions.txt",
+        images=folder / "images",
+        evaluation_data=folder / "evaluation_data",
+        tasks=tasks,
+        select_multimodal_by="babylm_caption_matching_fast",
+        synthetic=True,
+    )
+
+
+def real_inputs(config: DemoConfig) -> Inputs:
+    """Real BabyLM text, Flickr8k and BLiMP read in place; a tenth of the Flickr8k images is held out for caption
+    matching (split files under ``OUT/data``); the evaluation data folder links to the BLiMP files."""
+    data = config.data_dir
+    text = data / "babylm_text" / "train_600k"
+    flickr = data / "flickr8k_1k"
+    blimp = data / "blimp" / "babylm_blimp_fast"
+    for needed in (text, flickr / "captions.txt", flickr / "images", blimp):
+        if not needed.exists():
+            raise BabymergeError(f"{needed}: not found in the data directory {data} (expected the shared data layout)")
+    split = config.out / "data"
+    train_captions = split / "train_captions.txt"
+    evaluation = split / "evaluation_data"
+    held_out = evaluation / "extra_eval" / "caption_matching" / "captions.txt"
+    if not held_out.is_file():
+        with open(flickr / "captions.txt", newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))[1:]
+        images = list(dict.fromkeys(r[0] for r in rows))
+        test = set(images[-max(len(images) // 10, 2) :])
+        for path, keep in ((train_captions, lambda r: r[0] not in test), (held_out, lambda r: r[0] in test)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(["image", "caption"])
+                writer.writerows(r[:2] for r in rows if keep(r))
+        link = evaluation / "fast_eval" / "blimp_fast"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(blimp.resolve(), target_is_directory=True)
+    return Inputs(
+        text=text,
+        captions=train_captions,
+        images=flickr / "images",
+        evaluation_data=evaluation,
+        tasks=["babylm_blimp_fast", "babylm_caption_matching_fast"],
+        select_multimodal_by="babylm_caption_matching_fast",
+        synthetic=False,
+    )
+
+
+def make_tokenizer(config: DemoConfig, inputs: Inputs) -> Path:
+    from ..io import atomic_dir
+    from ..training.tokenizer import subwords_per_word, text_files, train_tokenizer
+
+    folder = config.out / "tokenizer"
+    if not (folder / "tokenizer.json").is_file():
+        files = text_files(inputs.text)
+        vocab = config.vocab_size or (8000 if config.data_dir else 1000)
+        tokenizer = train_tokenizer(files, vocab, min_frequency=2)
+        with atomic_dir(folder, overwrite=folder.exists()) as tmp:
+            tokenizer.save_pretrained(tmp)
+        log(f"tokenizer: {len(tokenizer)} tokens, {subwords_per_word(tokenizer, files):.2f} subwords per word")
+    return folder
+
+
+def make_features(config: DemoConfig, inputs: Inputs) -> Path:
+    from ..features.backbone import random_dinov2
+    from ..features.extract import extract_features
+    from ..features.images import list_images
+
+    path = config.out / "features.safetensors"
+    if not path.is_file():
+        log("extracting image features with a RANDOMLY INITIALISED tiny DINOv2 (no pretrained weights offline)")
+        backbone = random_dinov2(config.seed)
+        extract_features(list_images(inputs.images), path, backbone, progress=config.progress)
+    return path
+
+
+def make_init(config: DemoConfig, tokenizer_dir: Path, features: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    from ..features.model_fields import model_fields
+    from ..features.store import FeatureFile
+    from ..training.init import init_model, save_checkpoint
+
+    folder = config.out / "init"
+    if not (folder / "config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        file = FeatureFile.load(features)
+        model = init_model(tokenizer, config.preset, seed=config.seed, **model_fields(file, features))
+        save_checkpoint(model, tokenizer, folder, overwrite=folder.exists())
+        log(f"initial checkpoint ({config.preset}, {model.num_parameters():,} parameters) in {folder}")
+    return folder
+
+
+def count_words(files: list[Path], limit: int | None = None) -> int:
+    words = 0
+    for file in files:
+        with open(file, encoding="utf-8") as handle:
+            for line in handle:
+                words += len(line.split())
+                if limit and words >= limit:
+                    return limit
+    return words
+
+
+def milestone_unit(config: DemoConfig, inputs: Inputs, epochs: float) -> int:
+    """The BabyLM schedule (1..10, 20, ... units) scaled so that both runs pass about 11 milestones (4 when
+    quick); the multimodal run sees about twice its caption words (half text, half captions)."""
+    from ..training.tokenizer import text_files
+
+    text_words = count_words(text_files(inputs.text), config.max_words)
+    with open(inputs.captions, newline="", encoding="utf-8") as handle:
+        caption_words = sum(len(row[1].split()) for row in list(csv.reader(handle))[1:] if len(row) > 1)
+    words = min(text_words, 2 * caption_words) * epochs
+    return max(int(words / (4.5 if config.quick else 22)), 1)
+
+
+def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -> tuple[Path, Path]:
+    from ..training import TrainConfig, train
+
+    epochs = config.epochs or (1 if config.quick or config.data_dir else 4)
+    unit = config.milestone_unit or milestone_unit(config, inputs, epochs)
+    common: dict[str, Any] = {
+        "init": init,
+        "text": inputs.text,
+        "seed": config.seed,
+        "epochs": epochs,
+        "max_length": 64,
+        "batch_size": 32,
+        "learning_rate": 2e-3,
+        "milestone_unit": unit,
+        "save_steps": 10_000,
+        "logging_steps": 20,
+        "text_max_words": config.max_words,
+        "progress": config.progress,
+        "trainer_args": {"use_cpu": config.device == "cpu"},
+    }
+    runs = {}
+    for mode in ("text", "multimodal"):
+        out = config.out / f"{mode}_run"
+        runs[mode] = out
+        if (out / "checkpoints" / "final" / "config.json").is_file():
+            continue
+        extra = {"captions": inputs.captions, "features": features} if mode == "multimodal" else {}
+        log(f"training the {mode} model ({epochs:g} epochs, a checkpoint every BabyLM milestone of {unit:,} words)")
+        train(TrainConfig(mode=mode, out=out, **common, **extra))
+    return runs["text"], runs["multimodal"]
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    """Run (or resume) the demo; returns the sweep outcome's table and files."""
+    from ..sweep.report import markdown_table, write_report
+    from ..sweep.run import Sweep, SweepConfig
+    from ..sweep.store import ResultStore
+
+    start = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    config.out.mkdir(parents=True, exist_ok=True)
+    inputs = real_inputs(config) if config.data_dir else world_inputs(config)
+    tokenizer = make_tokenizer(config, inputs)
+    features = make_features(config, inputs)
+    init = make_init(config, tokenizer, features)
+    text_run, multimodal_run = train_both(config, inputs, init, features)
+
+    alphas = config.alphas or ([0.0, 0.5, 1.0] if config.quick else None)
+    methods = ["linear", "ties"] if config.quick and config.methods == DEFAULT_METHODS else config.methods
+    sweep_dir = config.out / "sweep"
+    common: dict[str, Any] = {
+        "text": text_run,
+        "multimodal": multimodal_run,
+        "base": init,
+        "store": sweep_dir / "results.jsonl",
+        "data_dir": inputs.evaluation_data,
+        "features": features,
+        "select_multimodal_by": inputs.select_multimodal_by,
+        "device": config.device,
+        "limit": 24 if config.quick else None,
+    }
+    best = SweepConfig(
+        **common,
+        methods=methods,
+        tasks=inputs.tasks,
+        pairing=["best"],
+        **({"alphas": alphas} if alphas else {}),
+    )
+    log(f"sweep 1: the best pair (paper's rule) x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
+    sweep = Sweep(best, progress=config.progress)
+    best_pair = sweep.pairs()[0]
+    sweep.run()
+    along = SweepConfig(
+        **common,
+        methods=["linear"],
+        tasks=inputs.tasks[:2],
+        pairing=["aligned"],
+        alphas=[0.0, 1.0] if config.quick else [0.0, 0.5, 1.0],
+    )
+    log("sweep 2: checkpoint by checkpoint along training (linear)")
+    Sweep(along, progress=config.progress, share_from=sweep).run()
+
+    records = ResultStore(best.store).records()
+    note = RANDOM_NOTE if sweep.random_backbone else ""
+    files = write_report(records, sweep_dir, note="random vision backbone" if note else "")
+    chosen = f"text={best_pair[0].name}+multimodal={best_pair[1].name}"
+    table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None])
+    log(f"done in {time.perf_counter() - start:.0f} s")
+    return {"table": table, "files": files, "note": note, "pair": chosen, "synthetic": inputs.synthetic}

@@ -1,0 +1,80 @@
+"""lm-eval on the sweep's one model instance: the LM wrapper and the task objects are built once and reused
+for every merge point, so a point costs a merge, a ``load_state_dict`` and the forward passes."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from lm_eval.api.model import LM
+from lm_eval.evaluator import evaluate as lm_eval_evaluate
+
+
+class TaskScorer:
+    """Scores ``lm``'s current weights on prebuilt lm-eval task dicts, one requested task at a time."""
+
+    def __init__(self, lm: LM, task_dicts: dict[str, dict], limit: int | float | None = None):
+        self.lm = lm
+        self.task_dicts = task_dicts
+        self.limit = limit
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.task_dicts)
+
+    def score(self, task: str) -> list[dict[str, Any]]:
+        """``{"task", "metric", "value", "stderr"}`` rows for ``task`` (and its subtasks, when a group)."""
+        results = lm_eval_evaluate(
+            self.lm, self.task_dicts[task], limit=self.limit, bootstrap_iters=0, log_samples=False, verbosity="ERROR"
+        )
+        return metric_rows(results or {}, task)
+
+
+def metric_rows(results: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """Flatten lm-eval's results: the requested task's own metrics, and each subtask's as ``task/subtask``."""
+    rows = []
+    sections = {**results.get("results", {}), **results.get("groups", {})}
+    for name, metrics in sections.items():
+        label = task if name == task else f"{task}/{name}"
+        for key, value in metrics.items():
+            metric, _, filt = key.partition(",")
+            if key == "alias" or "_stderr" in metric or not isinstance(value, (int, float)) or metric == "sample_len":
+                continue
+            stderr = metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
+            metric = metric if filt in ("", "none") else f"{metric},{filt}"
+            rows.append(
+                {
+                    "task": label,
+                    "metric": metric,
+                    "value": float(value),
+                    "stderr": float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
+                }
+            )
+    return rows
+
+
+def babyllava_scorer(
+    model: Any,
+    tokenizer: Any,
+    tasks: list[str],
+    *,
+    data_dir: str | os.PathLike | None = None,
+    features: Any = None,
+    limit: int | float | None = None,
+    batch_size: int = 32,
+) -> TaskScorer:
+    """A scorer on the repository's lm-eval tasks (``evaluation_tasks/``) through the ``babyllava`` LM type.
+
+    ``model`` is the instance the sweep loads merged weights into; the LM keeps a reference to it.
+    """
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from ..evaluation import data_dir as resolve_data_dir
+    from ..evaluation import tasks_dir
+    from ..evaluation.lm import BabyLlavaLM
+
+    device = str(next(model.parameters()).device)
+    lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size, device=device)
+    manager = TaskManager(include_path=str(tasks_dir()), metadata={"data_dir": str(resolve_data_dir(data_dir))})
+    return TaskScorer(lm, {task: get_task_dict([task], manager) for task in tasks}, limit=limit)

@@ -1,0 +1,168 @@
+"""In-memory merges of a text-only and a multimodal checkpoint with mergekit's own method implementations.
+
+One sweep point is ``(method, alpha)``. ``alpha`` is the text-only model's share, as in the paper
+(``theta = alpha * theta_text + (1 - alpha) * theta_multimodal``):
+
+- methods with a per-model ``weight`` (linear, task_arithmetic, ties, dare_*, della, breadcrumbs, nuslerp,
+  multislerp) get ``weight: alpha`` on the text-only model and ``1 - alpha`` on the multimodal one; the
+  task-arithmetic family takes its deltas from the shared initial checkpoint (``base``);
+- methods with a shared ``t`` (slerp, nearswap) use the multimodal model as base and ``t: alpha``.
+
+:class:`MergeSpec` writes the same merge as a mergekit YAML configuration (for ``mergekit-yaml`` and
+``--materialize``) and runs it in memory through ``mergekit.merge_methods.api.merge_state_dicts``: the
+tensors are those ``mergekit-yaml`` writes for the same configuration (checked by a test).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from mergekit import merge_methods
+from mergekit.merge_methods.api import merge_state_dicts
+from mergekit.merge_methods.base import BasePolicy
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file
+
+from ..errors import BabymergeError
+
+TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
+DTYPE = "float32"
+
+
+def method_or_error(name: str):
+    """The registered mergekit method called ``name``, or a one-line error listing the known ones."""
+    known = sorted(m.spec.name for m in merge_methods.registry.registered_methods())
+    if name not in known:
+        raise BabymergeError(f"method {name!r} is not a mergekit merge method; choose from {', '.join(known)}")
+    return merge_methods.get(name)
+
+
+class MergeSpec(BaseModel):
+    """One merge: a mergekit method, the text-only share ``alpha`` and extra method parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    alpha: float = Field(ge=0.0, le=1.0)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def _method(self):
+        return method_or_error(self.method)
+
+    @property
+    def _param_names(self) -> set[str]:
+        return {p.name for p in self._method.spec.parameters}
+
+    @property
+    def uses_t(self) -> bool:
+        names = self._param_names
+        return "t" in names and "weight" not in names
+
+    @property
+    def needs_base(self) -> bool:
+        """True when the method takes deltas from the shared initial checkpoint."""
+        return not self.uses_t and self._method.spec.contract.base == BasePolicy.REQUIRED
+
+    def check(self) -> None:
+        names = self._param_names
+        if "weight" not in names and "t" not in names:
+            raise BabymergeError(f"method {self.method!r} has neither a `weight` nor a `t` parameter to set from alpha")
+        unknown = set(self.parameters) - names
+        if unknown:
+            raise BabymergeError(
+                f"method {self.method!r} has no parameter {sorted(unknown)}; it takes {', '.join(sorted(names))}"
+            )
+
+    def _split_parameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """User parameters split into per-model ones and global ones, by mergekit's parameter scope."""
+        scopes = {p.name: p.scope.value for p in self._method.spec.parameters}
+        per_model = {k: v for k, v in self.parameters.items() if scopes[k] != "shared"}
+        shared = {k: v for k, v in self.parameters.items() if scopes[k] == "shared"}
+        return per_model, shared
+
+    def mergekit_config(self, text: str | os.PathLike, multimodal: str | os.PathLike, base=None) -> dict:
+        """This merge as a mergekit YAML configuration (a dict), with absolute model paths."""
+        self.check()
+        per_model, shared = self._split_parameters()
+        text, multimodal = str(Path(text).resolve()), str(Path(multimodal).resolve())
+        if self.uses_t:
+            return {
+                "merge_method": self.method,
+                "base_model": multimodal,
+                "models": [{"model": multimodal}, {"model": text}],
+                "parameters": {"t": self.alpha, **shared},
+                "dtype": DTYPE,
+                "out_dtype": DTYPE,
+            }
+        config: dict[str, Any] = {
+            "merge_method": self.method,
+            "models": [
+                {"model": text, "parameters": {"weight": self.alpha, **per_model}},
+                {"model": multimodal, "parameters": {"weight": 1.0 - self.alpha, **per_model}},
+            ],
+            "dtype": DTYPE,
+            "out_dtype": DTYPE,
+        }
+        if shared:
+            config["parameters"] = dict(shared)
+        if self.needs_base:
+            if base is None:
+                raise BabymergeError(f"method {self.method!r} needs the shared initial checkpoint: pass --base")
+            config["base_model"] = str(Path(base).resolve())
+            config["models"].append({"model": config["base_model"]})
+        return config
+
+    def merge(self, states: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Merge in memory; ``states`` maps ``text``, ``multimodal`` (and ``base``) to state dicts."""
+        self.check()
+        per_model, shared = self._split_parameters()
+        if self.uses_t:
+            inputs = {MULTIMODAL: states[MULTIMODAL], TEXT: states[TEXT]}
+            params: dict[str, Any] = {"t": self.alpha, **shared}
+            base = MULTIMODAL
+        else:
+            inputs = {TEXT: states[TEXT], MULTIMODAL: states[MULTIMODAL]}
+            params = {"weight": {TEXT: self.alpha, MULTIMODAL: 1.0 - self.alpha}, **shared}
+            for key, value in per_model.items():
+                params[key] = {TEXT: value, MULTIMODAL: value}
+            base = None
+            if self.needs_base:
+                if BASE not in states:
+                    raise BabymergeError(f"method {self.method!r} needs the shared initial checkpoint: pass --base")
+                inputs[BASE] = states[BASE]
+                base = BASE
+        with torch.no_grad():
+            return merge_state_dicts(
+                inputs, self._method, parameters=params, base=base, dtype=torch.float32, out_dtype=torch.float32
+            )
+
+
+def load_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint folder (all ``*.safetensors`` shards), as mergekit reads them."""
+    folder = Path(folder)
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        raise BabymergeError(f"{folder}: no .safetensors weights found (expected a checkpoint folder)")
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state.update(load_file(shard))
+    return state
+
+
+def check_same_tensors(states: dict[str, dict[str, torch.Tensor]], folders: dict[str, Path]) -> None:
+    """Every model must hold the same tensor names and shapes, or merging is meaningless."""
+    (ref_role, ref), *rest = states.items()
+    for role, state in rest:
+        for name in sorted(set(ref) | set(state)):
+            if name not in state or name not in ref:
+                where = folders[role] if name not in state else folders[ref_role]
+                raise BabymergeError(f"{where}: tensor {name!r} is missing (the models must share one architecture)")
+            if ref[name].shape != state[name].shape:
+                raise BabymergeError(
+                    f"{folders[role]}: tensor {name!r} has shape {tuple(state[name].shape)}; "
+                    f"expected {tuple(ref[name].shape)} as in {folders[ref_role]}"
+                )

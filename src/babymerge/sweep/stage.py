@@ -1,0 +1,158 @@
+"""``babymerge sweep`` end to end: run (or resume) the grid, then write the table, the plots and, on request,
+full merged folders through mergekit."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BabymergeError
+from .merge import MergeSpec
+from .report import markdown_table, point_rows, primary_metric, write_report
+from .run import Sweep, SweepConfig, pair_id
+
+RANDOM_BACKBONE_NOTE = "image features from a RANDOMLY INITIALISED vision backbone: image results are not meaningful"
+
+
+@dataclass
+class SweepOutcome:
+    records: list[dict[str, Any]]
+    table: str
+    files: list[Path]
+    note: str
+
+
+def load_config(path: str | os.PathLike | None, overrides: dict[str, Any], store: Path) -> SweepConfig:
+    """A :class:`SweepConfig` from an optional YAML file, with ``overrides`` on top (the store defaults here)."""
+    import yaml
+
+    fields: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise BabymergeError(f"{path}: sweep config not found")
+        fields = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(fields, dict):
+            raise BabymergeError(f"{path}: a sweep config is a mapping of SweepConfig fields")
+    parameters = {**fields.get("method_parameters", {})}
+    for method, values in overrides.pop("method_parameters", {}).items():
+        parameters[method] = {**parameters.get(method, {}), **values}
+    fields |= overrides | {"method_parameters": parameters}
+    fields.setdefault("store", store)
+    for required in ("text", "multimodal"):
+        if required not in fields:
+            raise BabymergeError(f"sweep: --{required} is required (or `{required}:` in --config)")
+    return SweepConfig.model_validate(fields)
+
+
+def wait_for_points(sweep: Sweep, timeout_s: float = 24 * 3600) -> list[dict[str, Any]]:
+    """Rank 0's barrier: wait until the store holds every (pair, method, alpha, task) of the grid."""
+    expected = {
+        (pair_id(p), s.method, s.alpha, t)
+        for p in sweep.pairs()
+        for s in sweep.config.specs()
+        for t in sweep.config.tasks
+    }
+    deadline = time.monotonic() + timeout_s
+    while not expected <= sweep.store.done():
+        if time.monotonic() > deadline:
+            raise BabymergeError(f"{sweep.store.path}: other ranks never finished their points")
+        time.sleep(2)
+    return sweep.store.records()
+
+
+def sweep_and_report(
+    config: SweepConfig, out_dir: str | os.PathLike, materialize: list[str] | None = None, progress: bool = True
+) -> SweepOutcome:
+    """Run this process's share of the sweep; rank 0 then waits for the rest and writes the report."""
+    out_dir = Path(out_dir)
+    sweep = Sweep(config, progress=progress)
+    sweep.run()
+    if int(os.environ.get("RANK", 0)) != 0:
+        return SweepOutcome(sweep.store.records(), "", [], "")
+    records = wait_for_points(sweep)
+    note = RANDOM_BACKBONE_NOTE if sweep.random_backbone else ""
+    files = write_report(records, out_dir, note=note)
+    if materialize:
+        files += materialize_merges(sweep, records, materialize, out_dir / "merged")
+    return SweepOutcome(records, markdown_table(records), files, note)
+
+
+def chosen_specs(sweep: Sweep, records: list[dict[str, Any]], choices: list[str]) -> list[MergeSpec]:
+    """``method:alpha`` choices as given, and ``best``: each method's alpha with the best mean primary score."""
+    specs = []
+    for choice in choices:
+        if choice == "best":
+            tasks, rows = point_rows(records)
+            for method in sweep.config.methods:
+                scored = [
+                    (sum(r[t] for t in tasks) / len(tasks), -abs(r["alpha"] - 0.5), r["alpha"])
+                    for r in rows
+                    if r["method"] == method and all(r.get(t) is not None for t in tasks)
+                ]
+                if scored:
+                    alpha = max(scored)[2]
+                    specs.append(
+                        MergeSpec(method=method, alpha=alpha, parameters=sweep.config.method_parameters.get(method, {}))
+                    )
+            continue
+        method, _, alpha = choice.partition(":")
+        try:
+            value = float(alpha)
+        except ValueError:
+            raise BabymergeError(f"--materialize {choice!r}: expected METHOD:ALPHA (e.g. linear:0.5) or best") from None
+        specs.append(MergeSpec(method=method, alpha=value, parameters=sweep.config.method_parameters.get(method, {})))
+    unique: dict[tuple, MergeSpec] = {}
+    for spec in specs:
+        unique.setdefault((spec.method, spec.alpha), spec)
+    return list(unique.values())
+
+
+def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: list[str], out_dir: Path) -> list[Path]:
+    """Write each chosen merge of the sweep's first pair as a full folder through mergekit, with a model card."""
+    import yaml
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions, run_merge
+
+    try:  # babymerge's architecture, methods and guard (normally loaded by its start-up hook)
+        from ..merging.plugin import register
+
+        register()
+    except ImportError:
+        pass
+    text, multimodal = sweep.pairs()[0]
+    written = []
+    for spec in chosen_specs(sweep, records, choices):
+        config = spec.mergekit_config(text.path, multimodal.path, sweep.config.base)
+        folder = out_dir / f"{spec.method}_alpha{spec.alpha:g}_{text.name}+{multimodal.name}"
+        if folder.exists():
+            written.append(folder)
+            continue
+        run_merge(
+            MergeConfiguration.model_validate(config),
+            str(folder),
+            options=MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True),
+            config_source=yaml.safe_dump(config, sort_keys=False),
+        )
+        card = folder / "README.md"
+        scores = [
+            r
+            for r in records
+            if r["pair"] == pair_id((text, multimodal))
+            and r["method"] == spec.method
+            and r.get("alpha") is not None
+            and abs(r["alpha"] - spec.alpha) < 1e-9
+            and "/" not in r["task"]
+            and r["metric"] == primary_metric(records, r["task"])
+        ]
+        lines = ["", "## babymerge sweep scores", "", "| task | metric | score (x100) |", "|---|---|---|"]
+        lines += [f"| {r['task']} | {r['metric']} | {100 * r['value']:.2f} |" for r in scores]
+        if sweep.random_backbone:
+            lines += ["", f"Note: {RANDOM_BACKBONE_NOTE}."]
+        previous = card.read_text() if card.exists() else f"# {folder.name}\n"
+        card.write_text(previous.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+        written.append(folder)
+    return written

@@ -1,0 +1,111 @@
+"""An append-only JSONL results store that several processes can write at once, and resume from.
+
+One line per result: ``{"pair", "method", "alpha", "task", "metric", "value", ...}``. A result's key is
+``(pair, method, alpha, task, metric)``; the first line with a key wins, so a result is never counted twice.
+Writers take an exclusive ``fcntl`` lock on a side file, re-read the keys, and append only new records, then
+``fsync``: a killed writer leaves at most one unfinished last line, which readers skip and the next writer
+closes with a newline. Sweeps skip every (point, task) already present, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+KEY_FIELDS = ("pair", "method", "alpha", "task", "metric")
+
+
+def record_key(record: dict[str, Any]) -> tuple:
+    """The identity of a result; ``alpha`` is rounded so 0.3 and 0.30000000000000004 are one point."""
+    alpha = record.get("alpha")
+    return (
+        record["pair"],
+        record["method"],
+        None if alpha is None else round(float(alpha), 6),
+        record["task"],
+        record["metric"],
+    )
+
+
+class ResultStore:
+    """Results of a sweep in ``path`` (JSONL), shared by every process that writes to it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record, first occurrence of each key only, in file order."""
+        if not self.path.exists():
+            return []
+        seen: set[tuple] = set()
+        out = []
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    break  # an unfinished line from a writer that was killed
+                try:
+                    record = json.loads(line)
+                    key = record_key(record)
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+                if key not in seen:
+                    seen.add(key)
+                    out.append(record)
+        return out
+
+    def keys(self) -> set[tuple]:
+        return {record_key(r) for r in self.records()}
+
+    def done(self) -> set[tuple]:
+        """``(pair, method, alpha, task)`` of every result present."""
+        return {key[:4] for key in self.keys()}
+
+    def append(self, records: list[dict[str, Any]]) -> int:
+        """Append the records whose keys are not yet present; return how many were written."""
+        if not records:
+            return 0
+        with self._locked():
+            present = self.keys()
+            lines = []
+            for record in records:
+                key = record_key(record)
+                if key not in present:
+                    present.add(key)
+                    lines.append(json.dumps(record, sort_keys=True) + "\n")
+            if not lines:
+                return 0
+            with open(self.path, "a+b") as handle:
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\n")  # close a line left unfinished by a killed writer
+                handle.write("".join(lines).encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            return len(lines)
+
+
+def shard(items: list, rank: int | None = None, world_size: int | None = None) -> list:
+    """This process's share of ``items`` (every ``world_size``-th from ``rank``; RANK/WORLD_SIZE by default)."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
+    return items[rank::world_size]

@@ -1,0 +1,194 @@
+"""The sweep: its scores equal an independent merge-and-score, the paper's selection rule and checkpoint-by-
+checkpoint pairing, the table and plots, and errors. Merge equality, the store and resuming: test_sweep_*.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT, load_state
+from babymerge.sweep.store import record_key
+
+TASK = "babylm_blimp_fast"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from babymerge.demo.world import QUICK, generate_world
+
+    return generate_world(tmp_path_factory.mktemp("world") / "world", QUICK)
+
+
+@pytest.fixture(scope="module")
+def models(make_checkpoint) -> dict[str, Path]:
+    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def sweep_cmd(models, world, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from babymerge.cli import main; sys.exit(main())",
+        "sweep",
+        "--text",
+        str(models[TEXT]),
+        "--multimodal",
+        str(models[MULTIMODAL]),
+        "--base",
+        str(models[BASE]),
+        "--tasks",
+        TASK,
+        "--data-dir",
+        str(world / "evaluation_data"),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def raw_keys(store: Path) -> Counter:
+    """Every complete line's key, counted (duplicates would show as counts above 1)."""
+    keys: Counter = Counter()
+    for line in store.read_text().splitlines(keepends=True):
+        if line.endswith("\n"):
+            keys[record_key(json.loads(line))] += 1
+    return keys
+
+
+def babylm_accuracy(model, tokenizer, folder: Path, margin: float = 1e-3) -> tuple[float, float]:
+    """BLiMP by hand: sum of log-probs of the tokens from the sentence's first character on (after ``<s>
+    <image>``), the better of the pair wins, accuracy per file, macro over files.
+
+    Returns (low, high): pairs whose two scores lie within ``margin`` (near-ties of an untrained model, which
+    batching noise may flip) count as wrong for ``low`` and right for ``high``.
+    """
+    low, high = [], []
+    for file in sorted(folder.glob("*.jsonl")):
+        sure, unsure, n = 0, 0, 0
+        for line in file.read_text().splitlines():
+            row = json.loads(line)
+            scores = []
+            for sentence in (row["sentence_good"], row["sentence_bad"]):
+                enc = tokenizer(sentence, return_offsets_mapping=True, return_tensors="pt")
+                ids = enc["input_ids"]
+                with torch.no_grad():
+                    logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), -1)
+                first = next(i for i, (a, b) in enumerate(enc["offset_mapping"][0].tolist()) if b > a)
+                scores.append(sum(logprobs[i - 1, ids[0, i]].item() for i in range(first, ids.shape[1])))
+            n += 1
+            if abs(scores[0] - scores[1]) < margin:
+                unsure += 1
+            elif scores[0] > scores[1]:
+                sure += 1
+        low.append(sure / n)
+        high.append((sure + unsure) / n)
+    return sum(low) / len(low), sum(high) / len(high)
+
+
+def series(root: Path, source: Path, names_words: list[tuple[str, int]]) -> Path:
+    for name, words in names_words:
+        shutil.copytree(source, root / "checkpoints" / name)
+        (root / "checkpoints" / name / "babymerge_training.json").write_text(json.dumps({"words_seen": words}))
+    return root
+
+
+def test_scores_selection_and_alignment(make_checkpoint, models, world, tmp_path):
+    from transformers import AutoTokenizer
+
+    from babymerge import BabyLlavaForConditionalGeneration
+    from babymerge.sweep.run import Sweep, SweepConfig
+
+    texts = series(tmp_path / "text", make_checkpoint(3), [("1M", 1_000_000)])
+    series(texts, make_checkpoint(4), [("2M", 2_000_000)])
+    mms = series(tmp_path / "mm", make_checkpoint(5), [("1M", 1_000_000)])
+    series(mms, make_checkpoint(6), [("2M", 2_000_000)])
+    config = SweepConfig(
+        text=texts,
+        multimodal=mms,
+        methods=["linear"],
+        alphas=[0.5],
+        tasks=[TASK],
+        pairing=["best", "aligned"],
+        select_multimodal_by=TASK,
+        store=tmp_path / "results.jsonl",
+        data_dir=world / "evaluation_data",
+    )
+    sweep = Sweep(config, progress=False)
+    records = sweep.run()
+    blimp = world / "evaluation_data" / "fast_eval" / "blimp_fast"
+    tokenizer = AutoTokenizer.from_pretrained(texts / "checkpoints" / "1M")
+
+    def by_hand(state: dict) -> tuple[float, float]:
+        model = BabyLlavaForConditionalGeneration.from_pretrained(texts / "checkpoints" / "1M").eval()
+        model.load_state_dict(state)
+        return babylm_accuracy(model, tokenizer, blimp)
+
+    stored = {}
+    for role, root in (("text", texts), ("multimodal", mms)):
+        for name in ("1M", "2M"):
+            low, high = by_hand(load_state(root / "checkpoints" / name))
+            rows = [r for r in records if r["pair"] == f"{role}={name}" and r["metric"] == "acc"]
+            assert len(rows) == 1 and low - 1e-9 <= rows[0]["value"] <= high + 1e-9
+            stored[role, name] = rows[0]["value"]
+    # the rule: highest score, ties to the later checkpoint
+    best_text = max(["2M", "1M"], key=lambda n: stored["text", n])
+    best_mm = max(["2M", "1M"], key=lambda n: stored["multimodal", n])
+    pairs = {r["pair"] for r in records if r.get("alpha") is not None}
+    assert pairs == {f"text={best_text}+multimodal={best_mm}", "text=1M+multimodal=1M", "text=2M+multimodal=2M"}
+
+    a, b = load_state(texts / "checkpoints" / "2M"), load_state(mms / "checkpoints" / "2M")
+    low, high = by_hand({k: 0.5 * a[k] + 0.5 * b[k] for k in a})
+    point = [r for r in records if r["pair"] == "text=2M+multimodal=2M" and r["metric"] == "acc"]
+    assert low - 1e-9 <= point[0]["value"] <= high + 1e-9
+    assert point[0]["text_words"] == 2_000_000
+
+
+def test_report_table_and_plots(tmp_path):
+    from PIL import Image
+
+    from babymerge.sweep.report import write_report
+
+    records = []
+    for words in (1_000_000, 2_000_000, 4_000_000):
+        for alpha in (0.0, 0.5, 1.0):
+            for task, value in (("blimp", 0.6 + alpha / 10 + words / 1e8), ("wino", 0.5 - alpha / 10)):
+                name = f"{words // 1_000_000}M"
+                records.append(
+                    {"pair": f"text={name}+multimodal={name}", "method": "linear", "alpha": alpha, "task": task}
+                    | {"metric": "acc", "value": value, "text": name, "multimodal": name, "text_words": words}
+                    | {"multimodal_words": words}
+                )
+    files = write_report(records, tmp_path)
+    names = sorted(p.name for p in files)
+    assert names == sorted(
+        ["sweep_table.md", "sweep_table.csv"]
+        + [f"{t}_vs_{x}.png" for t in ("blimp", "wino") for x in ("alpha", "words")]
+    )
+    for png in (p for p in files if p.suffix == ".png"):
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.size[0] > 300
+    table = (tmp_path / "sweep_table.md").read_text()
+    assert "| text=2M+multimodal=2M | linear | 0.5 | 67.00 | 45.00 |" in table
+    assert (tmp_path / "sweep_table.csv").read_text().count("\n") == 1 + 9
+
+
+def test_unknown_method_is_one_line_error(models, world, tmp_path):
+    result = subprocess.run(
+        sweep_cmd(models, world, tmp_path / "s", "--methods", "lerp"), env=env(), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "'lerp'" in last and "linear" in last

@@ -1,0 +1,55 @@
+"""A killed sweep resumes without recomputing or losing a result; ranks share the points of one store."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+from test_sweep import TASK, env, raw_keys, sweep_cmd
+
+from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT
+from babymerge.sweep.store import ResultStore, record_key
+
+
+@pytest.fixture(scope="module")
+def models(make_checkpoint):
+    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from babymerge.demo.world import QUICK, generate_world
+
+    return generate_world(tmp_path_factory.mktemp("world") / "world", QUICK)
+
+
+ALPHAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+ARGS = ("--methods", "linear", "--alphas", ",".join(map(str, ALPHAS)))
+
+
+def test_killed_sweep_resumes_with_every_result_once(models, world, tmp_path):
+    out = tmp_path / "sweep"
+    store = out / "results.jsonl"
+    process = subprocess.Popen(sweep_cmd(models, world, out, *ARGS), env=env(), stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 50
+    while not (store.exists() and store.read_text().count("\n") >= 1):
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the sweep wrote no result"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {record_key(r): r for r in ResultStore(store).records()}
+    assert 1 <= len(before) < len(ALPHAS), "the sweep had to be killed part-way"
+
+    subprocess.run(sweep_cmd(models, world, out, *ARGS), env=env(), check=True, capture_output=True)
+    counts = raw_keys(store)
+    assert set(counts.values()) == {1}
+    after = {record_key(r): r for r in ResultStore(store).records()}
+    assert {k[2] for k in after if k[3] == TASK} == set(ALPHAS)
+    for key, record in before.items():
+        assert after[key] == record  # kept, not recomputed
+    table = (out / "sweep_table.md").read_text()
+    assert table.count("| linear |") == len(ALPHAS)
+    assert (out / "plots" / f"{TASK}_vs_alpha.png").stat().st_size > 1000
