@@ -11,6 +11,37 @@ from lm_eval.api.model import LM
 from lm_eval.evaluator import evaluate as lm_eval_evaluate
 
 
+def build_requests_once(task: Any) -> None:
+    """Make an lm-eval task build its request ``Instance`` objects once and hand the same ones (with their
+    responses cleared) to every later evaluation: the requests of a sweep point never change, only the weights.
+
+    lm-eval renders every document's Jinja templates again on each ``evaluate`` call, which costs more than a
+    tiny model's forward passes.
+    """
+    original = task.build_all_requests
+    built: dict[tuple, list] = {}
+
+    def build_all_requests(*args: Any, **kwargs: Any) -> None:
+        key = (kwargs.get("limit"), kwargs.get("rank", 0), kwargs.get("world_size", 1), kwargs.get("samples"))
+        key = tuple(repr(k) for k in key)
+        if key not in built:
+            original(*args, **kwargs)
+            built[key] = list(getattr(task, "_instances", None) or [])
+        for instance in built[key]:
+            instance.resps.clear()
+            instance.filtered_resps.clear()
+        task._instances = list(built[key])
+
+    task.build_all_requests = build_all_requests
+
+
+def _tasks_in(task_dict: dict) -> list[Any]:
+    out = []
+    for value in task_dict.values():
+        out.extend(_tasks_in(value) if isinstance(value, dict) else [value])
+    return out
+
+
 class TaskScorer:
     """Scores ``lm``'s current weights on prebuilt lm-eval task dicts, one requested task at a time."""
 
@@ -18,6 +49,10 @@ class TaskScorer:
         self.lm = lm
         self.task_dicts = task_dicts
         self.limit = limit
+        for task_dict in task_dicts.values():
+            for task in _tasks_in(task_dict):
+                if hasattr(task, "build_all_requests"):
+                    build_requests_once(task)
 
     @property
     def tasks(self) -> list[str]:
