@@ -23,3 +23,20 @@ def test_errors_name_the_problem(tmp_path):
         FeatureFile.load(bad)
     with pytest.raises(BabymergeError, match="'c.jpg' is not in the feature file"):
         FeatureFile(["a.jpg"], torch.zeros(1, 1, 2), torch.zeros(1, 2)).get("c.jpg")
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from babymerge.io import atomic_dir
+
+    mask = os.umask(0o022)
+    try:
+        FeatureFile(["a"], torch.zeros(1, 1, 2), torch.zeros(1, 2)).save(tmp_path / "f.safetensors")
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / "x").stat().st_mode & 0o777 == 0o644

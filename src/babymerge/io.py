@@ -12,6 +12,17 @@ from pathlib import Path
 from .errors import BabymergeError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, mode: int) -> None:
+    """Temporary paths (and some writers) are private (0700/0600); give products the modes mkdir/open would."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``path`` only if the block finishes without an error."""
@@ -22,6 +33,9 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
+        _as_if_created(tmp, 0o777)
+        for item in tmp.rglob("*"):
+            _as_if_created(item, 0o777 if item.is_dir() else 0o666)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -40,6 +54,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        _as_if_created(tmp, 0o666)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
