@@ -55,3 +55,19 @@ def make_checkpoint(tmp_path_factory, tiny_tokenizer):
         return out
 
     return make
+
+
+@pytest.fixture(scope="session")
+def models(make_checkpoint) -> dict[str, Path]:
+    """Tiny parents for merges and sweeps: the shared start (seed 0), a text-only and a multimodal model."""
+    from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT
+
+    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """The demo's synthetic world at its quick size (corpus, images, minimal pairs, matching items)."""
+    from babymerge.demo.world import QUICK, generate_world
+
+    return generate_world(tmp_path_factory.mktemp("world") / "world", QUICK)

@@ -11,25 +11,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import torch
 
 from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT, load_state
 from babymerge.sweep.store import record_key
 
 TASK = "babylm_blimp_fast"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    from babymerge.demo.world import QUICK, generate_world
-
-    return generate_world(tmp_path_factory.mktemp("world") / "world", QUICK)
-
-
-@pytest.fixture(scope="module")
-def models(make_checkpoint) -> dict[str, Path]:
-    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
 
 
 def env() -> dict[str, str]:

@@ -16,11 +16,6 @@ from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT, MergeSpec, load_state
 from babymerge.sweep.store import ResultStore
 
 
-@pytest.fixture(scope="module")
-def models(make_checkpoint):
-    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
-
-
 @pytest.mark.parametrize(
     "spec",
     [

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 from test_sweep import env, raw_keys, sweep_cmd
 
-from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT
 from babymerge.sweep.store import ResultStore
-
-
-@pytest.fixture(scope="module")
-def models(make_checkpoint):
-    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from babymerge.demo.world import QUICK, generate_world
-
-    return generate_world(tmp_path_factory.mktemp("world") / "world", QUICK)
 
 
 def test_ranks_share_the_points(models, world, tmp_path):

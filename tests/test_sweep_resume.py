@@ -6,24 +6,9 @@ import signal
 import subprocess
 import time
 
-import pytest
 from test_sweep import TASK, env, raw_keys, sweep_cmd
 
-from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT
 from babymerge.sweep.store import ResultStore, record_key
-
-
-@pytest.fixture(scope="module")
-def models(make_checkpoint):
-    return {BASE: make_checkpoint(0), TEXT: make_checkpoint(1), MULTIMODAL: make_checkpoint(2)}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from babymerge.demo.world import QUICK, generate_world
-
-    return generate_world(tmp_path_factory.mktemp("world") / "world", QUICK)
-
 
 ALPHAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 ARGS = ("--methods", "linear", "--alphas", ",".join(map(str, ALPHAS)))
