@@ -14,6 +14,7 @@ requests mix in one call; ``_model_call`` swaps the ids back and hands the rows'
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from ..errors import BabymergeError
 from ..features.store import FeatureFile
+from . import shared_prefix
 
 
 def babylm_split(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -72,6 +74,8 @@ class BabyLlavaLM(HFLM):
         self.image_token_index = int(config.image_token_index)
         self.image_base = int(config.text_config.vocab_size)
         self.features = self._load_features(features)
+        self._splits: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        self._plans: dict[tuple, shared_prefix.PrefixPlan] = {}
 
     def _load_features(self, features: str | os.PathLike | FeatureFile | None) -> FeatureFile | None:
         if features is None or features == "":
@@ -104,7 +108,10 @@ class BabyLlavaLM(HFLM):
         for request in tqdm(requests, desc="Tokenizing (BabyLM rules)", disable=disable_tqdm):
             context, continuation = request.args[0], request.args[1]
             image = _image_of(request.args)
-            context_enc, continuation_enc = babylm_split(self.tokenizer, context, continuation)
+            split = self._splits.get((context, continuation))
+            if split is None:
+                split = self._splits[(context, continuation)] = babylm_split(self.tokenizer, context, continuation)
+            context_enc, continuation_enc = split
             if image is not None:
                 virtual = self.image_base + self.image_row(image)
                 context_enc = [virtual if t == self.image_token_index else t for t in context_enc]
@@ -113,25 +120,71 @@ class BabyLlavaLM(HFLM):
             new_requests.append(((context, continuation, image), context_enc, continuation_enc))
         return self._loglikelihood_tokens(new_requests, disable_tqdm=disable_tqdm)
 
-    def _model_call(
-        self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
-    ):
+    def _loglikelihood_tokens(
+        self, requests: list, disable_tqdm: bool = False, override_bs: int | None = None
+    ) -> list[tuple[float, bool]]:
+        batch_size = override_bs or self.batch_size
+        if self.backend != "causal" or not isinstance(batch_size, int):
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        key = (self.max_length, batch_size, tuple(request[0] for request in requests))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = shared_prefix.plan([(r[1], r[2]) for r in requests], self.max_length, batch_size)
+            if None not in key[2]:  # loglikelihood_rolling's windows carry no request key
+                self._plans = {**dict(list(self._plans.items())[-7:]), key: plan}  # the last 8 request sets
+        answers: list[tuple[float, bool] | None] = [None] * len(requests)
+        with tqdm(total=len(requests), desc="Running loglikelihood requests", disable=disable_tqdm) as bar:
+            batches = shared_prefix.score(
+                plan, hidden=self._hidden_states, head=self._head, softmax_dtype=self.softmax_dtype
+            )
+            for indices, batch_answers in batches:
+                for i, answer in zip(indices, batch_answers, strict=True):
+                    answers[i] = answer
+                    if requests[i][0] is not None:
+                        self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+                bar.update(len(indices))
+        return answers  # type: ignore[return-value]
+
+    def _model_inputs(self, inps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Swap virtual image ids back to ``<image>``; each row's features (None when no row has an image)."""
         virtual = inps >= self.image_base
         if not bool(virtual.any()):
-            return super()._model_call(inps, attn_mask, labels)
+            return inps, None
         model = self.model
         rows = torch.where(virtual, inps - self.image_base, torch.full_like(inps, -1)).amax(dim=1)
         black = model.model.black_image_features.detach().to("cpu", torch.float32)
         feats = black.unsqueeze(0).repeat(inps.shape[0], 1, 1)
         has_image = rows >= 0
         feats[has_image.cpu()] = self.features.features[rows[has_image].cpu()]
-        ids = inps.masked_fill(virtual, self.image_token_index)
-        with (
-            torch.no_grad(),
+        return inps.masked_fill(virtual, self.image_token_index), feats.to(inps.device)
+
+    def _forward_context(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(
             torch.autocast(
                 device_type=self.device.type,
                 dtype=self.mixed_precision_dtype,
                 enabled=self.mixed_precision_dtype is not None,
-            ),
-        ):
-            return model(input_ids=ids, image_features=feats.to(inps.device)).logits
+            )
+        )
+        return stack
+
+    def _hidden_states(self, inps: torch.Tensor) -> torch.Tensor:
+        ids, feats = self._model_inputs(inps.to(self.device))
+        with self._forward_context():
+            return self.model.model(input_ids=ids, image_features=feats).last_hidden_state
+
+    def _head(self, rows: torch.Tensor) -> torch.Tensor:
+        head = self.model.get_output_embeddings()
+        with self._forward_context():
+            return head(rows.to(head.weight.dtype))
+
+    def _model_call(
+        self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ):
+        ids, feats = self._model_inputs(inps)
+        if feats is None:
+            return super()._model_call(inps, attn_mask, labels)
+        with self._forward_context():
+            return self.model(input_ids=ids, image_features=feats).logits
