@@ -45,6 +45,9 @@ def plain_llama(model) -> LlamaForCausalLM:
 
 
 def timed(lm, manager: TaskManager, pairs: int) -> tuple[float, float]:
+    if isinstance(lm, BabyLlavaLM):  # a cold evaluation, as one lm_eval run: no tokenisation or plan kept
+        lm._splits.clear()
+        lm._plans.clear()
     start = time.perf_counter()
     out = simple_evaluate(model=lm, tasks=[TASK], task_manager=manager, limit=pairs, bootstrap_iters=0)
     seconds = time.perf_counter() - start

@@ -5,7 +5,8 @@ model instance) against (b) per point ``mergekit-yaml`` then ``babymerge eval`` 
 babyllava model type), check that both give the same scores, and report the ratio of wall times.
 
 ``overhead``: in one process, the sweep's cost per point (merge + load_state_dict + lm-eval scoring) against
-the model's forward passes alone on the same requests (the time spent in the LM's ``_model_call``).
+the model's forward passes alone on the same requests, batched as lm-eval's HFLM batches them (full logits,
+no scoring), timed right after each point with the same weights.
 
 Models are seeded random babyllava checkpoints of the chosen preset sharing one tokenizer trained on BabyLM
 text: speed does not depend on training. BLiMP fast is read in place from the shared data directory.
@@ -112,6 +113,29 @@ def run_loop(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+def lm_eval_batches(requests: list, batch_size: int) -> list:
+    """The inputs of HFLM's model calls for these requests: longest first, right-padded, last token dropped."""
+    import torch
+
+    tokens = sorted((r[1] + r[2] for r in requests), key=lambda t: (-len(t), tuple(t)))
+    batches = []
+    for begin in range(0, len(tokens), batch_size):
+        chunk = [t[:-1] for t in tokens[begin : begin + batch_size]]
+        ids = torch.zeros(len(chunk), max(map(len, chunk)), dtype=torch.long)
+        for row, t in enumerate(chunk):
+            ids[row, : len(t)] = torch.tensor(t)
+        batches.append(ids)
+    return batches
+
+
+def forward_alone(lm, batches: list) -> float:
+    """Seconds of the model's forward passes (all logits, as lm-eval's HFLM computes them) over ``batches``."""
+    begin = time.perf_counter()
+    for ids in batches:
+        lm._model_call(ids)
+    return time.perf_counter() - begin
+
+
 def run_overhead(args: argparse.Namespace, work: Path) -> dict:
     import torch
 
@@ -132,26 +156,25 @@ def run_overhead(args: argparse.Namespace, work: Path) -> dict:
     )
     sweep = Sweep(config, progress=False)
     lm = sweep.scorer.lm
-    forward = {"s": 0.0}
-    original = lm._model_call
+    captured: list = []
+    original = lm._loglikelihood_tokens
 
-    def timed_call(*a, **k):
-        begin = time.perf_counter()
-        out = original(*a, **k)
-        forward["s"] += time.perf_counter() - begin
-        return out
+    def capture(requests, *a, **k):
+        captured.extend(requests)
+        return original(requests, *a, **k)
 
-    lm._model_call = timed_call
+    lm._loglikelihood_tokens = capture
     pair = sweep.pairs()[0]
-    sweep.run_point(pair, config.specs()[0], [TASK])  # warm-up (first tokenisation, allocator)
-    forward["s"] = 0.0
+    sweep.run_point(pair, config.specs()[0], [TASK])  # warm-up (tokenisation, prefix plan, allocator)
+    lm._loglikelihood_tokens = original
+    batches = lm_eval_batches(captured, args.batch_size)
     rows = []
     for spec in config.specs():
-        forward["s"] = 0.0
         begin = time.perf_counter()
         sweep.run_point(pair, spec, [TASK])
         total = time.perf_counter() - begin
-        rows.append({"alpha": spec.alpha, "point_s": round(total, 3), "forward_s": round(forward["s"], 3)})
+        forward = forward_alone(lm, batches)
+        rows.append({"alpha": spec.alpha, "point_s": round(total, 3), "forward_s": round(forward, 3)})
     point = sum(r["point_s"] for r in rows)
     model_time = sum(r["forward_s"] for r in rows)
     params = sum(p.numel() for p in sweep.model.parameters())

@@ -65,30 +65,20 @@ def winoground_features(shared: Path) -> FeatureFile:
 
 
 def reference_logprob(model, tokenizer, prefix: str, completion: str, image: torch.Tensor | None = None) -> float:
-    """Tokenise ``prefix + completion`` with special tokens; sum the log-probabilities of the text tokens whose
-    characters overlap the completion (past its leading white space); the first token is never scored.
-
-    A byte-level token's characters run from the end of the previous text token to its own end (offsets are
-    trimmed of the leading space, so they are rebuilt that way): a lone space token mid-sentence is scored,
-    a lone space before the completion is not.
+    """BabyLM 2025's causal rule (evaluation-pipeline-2025, ``process_causal_sentences``): tokenise the
+    sentence ``prefix + completion`` with special tokens; score the tokens whose offset end exceeds
+    ``len(sentence) - len(completion) + offsets[0][0]`` (the completion keeps its leading space); position 0 has
+    no prediction. The sum is taken in float64 from one unpadded forward pass.
     """
-    text = prefix + completion
-    scored_from = len(prefix) + len(completion) - len(completion.lstrip())
-    encoding = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    sentence = prefix + completion
+    encoding = tokenizer(sentence, add_special_tokens=True, return_offsets_mapping=True)
+    offsets = encoding["offset_mapping"]
+    start_char = len(sentence) - len(completion) + offsets[0][0]
     ids = torch.tensor([encoding["input_ids"]])
     with torch.no_grad():
         features = None if image is None else image.reshape(1, 1, -1)
         logprobs = torch.log_softmax(model(input_ids=ids, image_features=features).logits[0].double(), dim=-1)
-    total, previous_end = 0.0, 0
-    for position, ((_, end), special) in enumerate(
-        zip(encoding["offset_mapping"], encoding["special_tokens_mask"], strict=True)
-    ):
-        if special:
-            continue
-        if position > 0 and max(end, previous_end + 1) > scored_from:
-            total += float(logprobs[position - 1, ids[0, position]])
-        previous_end = max(end, previous_end)
-    return total
+    return sum(float(logprobs[i - 1, ids[0, i]]) for i, (_, end) in enumerate(offsets) if end > start_char and i > 0)
 
 
 def read_jsonl_files(folder: Path) -> list[tuple[str, dict]]:
@@ -269,7 +259,8 @@ def test_caption_matching_scores_the_image(layout, shared_data, tokenizer):
 
 
 def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
-    """``--model hf`` on a checkpoint folder: entity tracking equals the BabyLM rules; whole-sentence tasks
+    """``--model hf`` on a checkpoint folder: entity tracking and EWoK equal the BabyLM rules (with this tiny
+    vocabulary every EWoK target starts with a lone space token, scored by both); whole-sentence tasks
     condition on ``<s>`` alone (lm-eval's empty-context rule), without ``<image>``: documented in docs."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -281,13 +272,19 @@ def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
     folder = make_checkpoint(4)
     lm = HFLM(pretrained=str(folder), trust_remote_code=True, device="cpu", batch_size=4)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    picks = {"babylm_entity_tracking_fast": [0, 100], "babylm_blimp_fast": [0, 300]}
+    picks = {"babylm_entity_tracking_fast": [0, 100], "babylm_blimp_fast": [0, 300], "babylm_ewok_fast": [0, 700]}
     manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(layout)})
     out = simple_evaluate(model=lm, tasks=list(picks), task_manager=manager, samples=picks, bootstrap_iters=0)
     tracking = read_jsonl_files(shared_data / "entity_tracking" / "fast")
     for sample in out["samples"]["babylm_entity_tracking_fast"]:
         record = tracking[sample["doc_id"]][1]
         expected = [reference_logprob(model, tokenizer, record["input_prefix"], o) for o in record["options"]]
+        assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
+    ewok = read_ewok_zip(shared_data / "ewok" / "ewok_fast_babylm2025.zip", b"BabyLM2025")
+    for sample in out["samples"]["babylm_ewok_fast"]:
+        record = ewok[sample["doc_id"]]
+        targets = [" " + record["Target1"], " " + record["Target2"]]
+        expected = [reference_logprob(model, tokenizer, record["Context1"], t) for t in targets]
         assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
     blimp = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
     for sample in out["samples"]["babylm_blimp_fast"]:

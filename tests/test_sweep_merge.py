@@ -74,3 +74,45 @@ def test_store_skips_a_line_torn_by_a_kill(tmp_path):
     assert [r["task"] for r in store.records()] == ["a"]
     store.append([{**row, "task": "b"}, {**row, "task": "a"}])
     assert [r["task"] for r in store.records()] == ["a", "b"]
+
+
+def test_materialize_writes_chosen_merges_with_cards(models, world, tmp_path, monkeypatch):
+    """``--materialize``: full mergekit folders equal to the in-memory merge, cards with the sweep's scores,
+    ``best`` resolved from the store, nothing left half-written when the merge fails."""
+    import mergekit.merge
+
+    from babymerge.sweep.run import SweepConfig
+    from babymerge.sweep.stage import sweep_and_report
+
+    config = SweepConfig(
+        text=models[TEXT],
+        multimodal=models[MULTIMODAL],
+        base=models[BASE],
+        methods=["linear"],
+        alphas=[0.2, 0.7],
+        tasks=["babylm_blimp_fast"],
+        store=tmp_path / "out" / "results.jsonl",
+        data_dir=world / "evaluation_data",
+    )
+    outcome = sweep_and_report(config, tmp_path / "out", ["linear:0.2", "best"], progress=False)
+    scores = {r["alpha"]: r["value"] for r in outcome.records if r["metric"] == "acc" and r.get("alpha") is not None}
+    best = max(scores, key=lambda a: (scores[a], -abs(a - 0.5)))
+    folders = sorted((tmp_path / "out" / "merged").iterdir())
+    assert [f.name.split("_")[1] for f in folders] == sorted({"alpha0.2", f"alpha{best:g}"})
+    states = {role: load_state(path) for role, path in models.items()}
+    for folder in folders:
+        alpha = float(folder.name.split("_")[1].removeprefix("alpha"))
+        expected = MergeSpec(method="linear", alpha=alpha).merge(states)
+        written = load_state(folder)
+        assert set(written) == set(expected) and all(torch.equal(written[k], expected[k]) for k in expected)
+        card = (folder / "README.md").read_text()
+        assert f"| babylm_blimp_fast | acc | {100 * scores[alpha]:.2f} |" in card
+        assert (folder / "tokenizer.json").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mergekit.merge, "run_merge", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        sweep_and_report(config, tmp_path / "out", ["linear:0.45"], progress=False)
+    assert sorted((tmp_path / "out" / "merged").iterdir()) == folders  # no partial folder left behind

@@ -24,15 +24,21 @@ def _as_if_created(path: Path, mode: int) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``path`` only if the block finishes without an error."""
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, create: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``path`` only if the block finishes without an error.
+
+    ``create=False`` yields a path that does not exist yet, for writers that insist on making the folder.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise BabymergeError(f"{path}: output folder exists; choose another path or remove it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tmp = staging if create else staging / path.name
     try:
         yield tmp
+        if not tmp.is_dir():
+            raise BabymergeError(f"{path}: nothing was written")
         _as_if_created(tmp, 0o777)
         for item in tmp.rglob("*"):
             _as_if_created(item, 0o777 if item.is_dir() else 0o666)
@@ -40,8 +46,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager

@@ -1,9 +1,10 @@
 """lm-eval model type ``babyllava``: BabyLM 2025 causal scoring with per-request image features.
 
 Scoring (BabyLM 2025, causal backend): each candidate ``context + continuation`` is tokenised whole with
-special tokens (``<s> <image> text`` for babyllava); the scored tokens are those whose character span
-overlaps the continuation after its leading white space, so the split between context and continuation
-tokens follows the characters, not a separate tokenisation of the context. The first token is never scored.
+special tokens (``<s> <image> text`` for babyllava); the scored tokens are those whose character span ends
+after the continuation's first character (its leading space included), as in the pipeline's
+``process_causal_sentences``, so the split between context and continuation tokens follows the characters,
+not a separate tokenisation of the context. The first token is never scored.
 
 Images: a request whose last argument is ``{"visual": image_id}`` (lm-eval's ``doc_to_image``) is conditioned
 on that image's features from the feature file; other requests see the black image, as in training. Each
@@ -30,14 +31,19 @@ from . import shared_prefix
 
 
 def babylm_split(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Token ids of ``context + continuation`` (with special tokens) cut where BabyLM's scored tokens start."""
+    """Token ids of ``context + continuation`` (with special tokens) cut where BabyLM's scored tokens start:
+    the first token whose offset end lies past ``len(context)`` (a zero-width space token there counts)."""
     full = context + continuation
-    start = len(full) - len(continuation.lstrip())
     encoding = tokenizer(full, add_special_tokens=True, return_offsets_mapping=True)
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
-    scored = [i for i, (a, b) in enumerate(offsets) if b > a and b > start and a < len(full)]
+    scored = [i for i, (_, end) in enumerate(offsets) if end > len(context)]
     if not scored:
         raise BabymergeError(f"nothing to score in continuation {continuation!r} (context {context[-40:]!r})")
+    if scored != list(range(scored[0], len(ids))):
+        raise BabymergeError(
+            f"tokens after the continuation {continuation!r} are not part of it (a special token the tokenizer "
+            f"appends?); BabyLM scoring needs the scored tokens to end the sequence"
+        )
     cut = max(scored[0], 1)
     return ids[:cut], ids[cut:]
 

@@ -98,6 +98,24 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
+def pair_styles(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Line style per pair: checkpoint-by-checkpoint pairs shaded by words seen (viridis, early = dark), other
+    pairs (the selected best ones) bold in distinct colours."""
+    import matplotlib.pyplot as plt
+
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    words = {r["pair"]: r.get("text_words") or 0 for r in rows}
+    aligned = sorted({r["pair"] for r in rows if is_aligned(r) and r.get("text_words")}, key=words.__getitem__)
+    if len(aligned) < 2:
+        aligned = []
+    shades = plt.cm.viridis([i / max(len(aligned) - 1, 1) * 0.9 for i in range(len(aligned))])
+    styles = {pair: {"color": shade, "linewidth": 1.2} for pair, shade in zip(aligned, shades, strict=True)}
+    bold = ["black", "tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown"]
+    for i, pair in enumerate(p for p in pairs if p not in styles):
+        styles[pair] = {"color": bold[i % len(bold)], "linewidth": 2.2}
+    return styles
+
+
 def write_plots(records: list[dict[str, Any]], out_dir: str | os.PathLike, note: str = "") -> list[Path]:
     """``<task>_vs_alpha.png`` for every task, and ``<task>_vs_words.png`` when several checkpoint-by-checkpoint
     pairs (same milestone) were swept."""
@@ -111,6 +129,7 @@ def write_plots(records: list[dict[str, Any]], out_dir: str | os.PathLike, note:
     tasks, rows = point_rows(records)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    styles = pair_styles(rows)
     written = []
     for task in tasks:
         metric = primary_metric(records, task)
@@ -120,20 +139,24 @@ def write_plots(records: list[dict[str, Any]], out_dir: str | os.PathLike, note:
                 series[(r["pair"], r["method"])].append((r["alpha"], r[task]))
         panels = [None] if len(pairs) == 1 else methods
         figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+        legend: dict[str, Any] = {}
         for axis, method in zip(axes[0], panels, strict=True):
             for (pair, m), points in series.items():
                 if method is not None and m != method:
                     continue
                 points.sort()
-                label = m if method is None else pair
-                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+                style = {} if method is None else styles[pair]
+                (line,) = axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, **style)
+                legend.setdefault(m if method is None else pair, line)
             axis.set_xlabel("alpha (share of the text-only model)")
             axis.set_ylabel(f"{task} {metric} (x100)")
             axis.set_title(pairs[0] if method is None else method, fontsize=9)
             axis.grid(alpha=0.3)
-            axis.legend(fontsize=7)
         if note:
             figure.suptitle(note, fontsize=8)
+        figure.tight_layout(rect=(0, 0, 1, 0.95 if note else 1))
+        # one legend for all panels, outside them, so no line is hidden
+        figure.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
         written.append(_save(figure, out_dir / f"{task}_vs_alpha.png"))
 
         by_words = [r for r in rows if r.get(task) is not None and r.get("text_words") and is_aligned(r)]

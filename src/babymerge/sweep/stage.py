@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BabymergeError
+from ..io import atomic_dir
 from .merge import MergeSpec
 from .report import markdown_table, point_rows, primary_metric, write_report
 from .run import Sweep, SweepConfig, pair_id
@@ -131,28 +132,34 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
         if folder.exists():
             written.append(folder)
             continue
-        run_merge(
-            MergeConfiguration.model_validate(config),
-            str(folder),
-            options=MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True),
-            config_source=yaml.safe_dump(config, sort_keys=False),
-        )
-        card = folder / "README.md"
-        scores = [
-            r
-            for r in records
-            if r["pair"] == pair_id((text, multimodal))
-            and r["method"] == spec.method
-            and r.get("alpha") is not None
-            and abs(r["alpha"] - spec.alpha) < 1e-9
-            and "/" not in r["task"]
-            and r["metric"] == primary_metric(records, r["task"])
-        ]
-        lines = ["", "## babymerge sweep scores", "", "| task | metric | score (x100) |", "|---|---|---|"]
-        lines += [f"| {r['task']} | {r['metric']} | {100 * r['value']:.2f} |" for r in scores]
-        if sweep.random_backbone:
-            lines += ["", f"Note: {RANDOM_BACKBONE_NOTE}."]
-        previous = card.read_text() if card.exists() else f"# {folder.name}\n"
-        card.write_text(previous.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+        with atomic_dir(folder, create=False) as tmp:  # merge and card appear together or not at all
+            run_merge(
+                MergeConfiguration.model_validate(config),
+                str(tmp),
+                options=MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True),
+                config_source=yaml.safe_dump(config, sort_keys=False),
+            )
+            card = tmp / "README.md"
+            previous = card.read_text() if card.exists() else f"# {folder.name}\n"
+            card.write_text(previous.rstrip("\n") + "\n" + card_scores(sweep, records, (text, multimodal), spec))
         written.append(folder)
     return written
+
+
+def card_scores(sweep: Sweep, records: list[dict[str, Any]], pair: tuple, spec: MergeSpec) -> str:
+    """The card section listing the sweep's primary scores of one merge."""
+    scores = [
+        r
+        for r in records
+        if r["pair"] == pair_id(pair)
+        and r["method"] == spec.method
+        and r.get("alpha") is not None
+        and abs(r["alpha"] - spec.alpha) < 1e-9
+        and "/" not in r["task"]
+        and r["metric"] == primary_metric(records, r["task"])
+    ]
+    lines = ["", "## babymerge sweep scores", "", "| task | metric | score (x100) |", "|---|---|---|"]
+    lines += [f"| {r['task']} | {r['metric']} | {100 * r['value']:.2f} |" for r in scores]
+    if sweep.random_backbone:
+        lines += ["", f"Note: {RANDOM_BACKBONE_NOTE}."]
+    return "\n".join(lines) + "\n"
