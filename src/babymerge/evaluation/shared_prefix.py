@@ -4,9 +4,9 @@ A causal model's distribution at a position depends only on the tokens up to it,
 prefix (BLiMP's minimal pairs share everything before the word they differ in, and every BabyLM request
 starts with ``<s> <image>``) share that position's log-probabilities. lm-eval's ``HFLM`` computes the
 logits, a full-vocabulary log-softmax and an argmax at every position of every request; here each distinct
-prefix gets one row, computed in the batch where it first occurs. On BLiMP fast that is 197k rows instead
-of 344k, which matters where the LM head over a 16k vocabulary costs more than the transformer (babyllava's
-tiny preset).
+prefix gets one row, computed in the batch where it first occurs. On BLiMP fast (16k-entry tokenizer, batch
+32) that is 197k rows where HFLM computes 371k padded positions (344k of them scored), which matters where
+the LM head over the vocabulary costs more than the transformer (babyllava's tiny preset).
 
 Requests are processed in lm-eval's order (longest first, batches of ``batch_size``), truncated from the
 left as lm-eval truncates, and answered as ``(sum of continuation log-probs, continuation is greedy)``.
