@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,7 +110,9 @@ def test_materialize_writes_chosen_merges_with_cards(models, world, tmp_path, mo
         assert f"| babylm_blimp_fast | acc | {100 * scores[alpha]:.2f} |" in card
         assert (folder / "tokenizer.json").is_file()
 
-    def broken(*args, **kwargs):
+    def broken(merge_config, out_path, *args, **kwargs):  # dies halfway through writing
+        Path(out_path).mkdir(parents=True)
+        (Path(out_path) / "model-00001-of-00002.safetensors").write_bytes(b"partial")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(mergekit.merge, "run_merge", broken)
