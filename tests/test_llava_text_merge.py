@@ -126,13 +126,17 @@ def test_alpha_endpoints_are_bitwise_parents(parents, tmp_path, alpha):
         assert torch.equal(tensor, source), name
 
 
+def shipped(recipe_name: str, parents: dict[str, Path], tmp: Path) -> Path:
+    paths = {"multimodal_model": parents["clip_llama"], "text_model": parents["llama"]}
+    paths["init_model"] = parents["llama_base"]
+    return render(f"llava_text/{recipe_name}.yml", tmp, paths)
+
+
 def test_ties_with_a_text_only_base_matches_reference(parents, tmp_path):
-    base = parents["llama_base"]
-    params = {"weight": 1.0, "density": 0.5}
-    models = [(parents["clip_llama"], params), (parents["llama"], params)]
     out = tmp_path / "out"
-    mergekit_yaml_in_process(recipe("ties", models, tmp_path, base_model=str(base)), out)
-    got, m, t, b = (weights(p) for p in (out, parents["clip_llama"], parents["llama"], base))
+    mergekit_yaml_in_process(shipped("ties", parents, tmp_path), out)
+    got, m, t, b = (weights(p) for p in (out, parents["clip_llama"], parents["llama"], parents["llama_base"]))
+    assert set(got) == set(m)
     for name, tensor in got.items():
         if is_vision(name):
             assert torch.equal(tensor, m[name]), name
@@ -142,18 +146,16 @@ def test_ties_with_a_text_only_base_matches_reference(parents, tmp_path):
 
 
 def test_task_arithmetic_with_a_named_base(parents, tmp_path):
-    base = parents["llama_base"]
-    models = [(parents["clip_llama"], {"weight": 0.7}), (parents["llama"], {"weight": 0.4})]
     out = tmp_path / "out"
-    mergekit_yaml_in_process(recipe("task_arithmetic", models, tmp_path, base_model=str(base)), out)
-    got, m, t, b = (weights(p) for p in (out, parents["clip_llama"], parents["llama"], base))
+    mergekit_yaml_in_process(shipped("task_arithmetic", parents, tmp_path), out)
+    got, m, t, b = (weights(p) for p in (out, parents["clip_llama"], parents["llama"], parents["llama_base"]))
     assert set(got) == set(m)
     for name, tensor in got.items():
         if is_vision(name):
             assert torch.equal(tensor, m[name]), name
         else:
             n = lm_name(name)
-            expected = b[n] + 0.7 * (m[name] - b[n]) + 0.4 * (t[n] - b[n])
+            expected = b[n] + 0.7 * (m[name] - b[n]) + 0.7 * (t[n] - b[n])
             torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
 
 

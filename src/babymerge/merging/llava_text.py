@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .checks import MergeInputError, ModelInputs, check_recipe, read_model, read_model_tensors
+from .checks import MergeInputError, ModelInputs, check_recipe, covered_names, read_model, read_model_tensors
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 
@@ -303,16 +303,27 @@ def plan_cross_layout(merge_config: Any, options: Any) -> CrossLayoutPlan:
     return CrossLayoutPlan(sides, arch, copied)
 
 
+def check_covered(plan: CrossLayoutPlan, options: Any) -> None:
+    """Before merging: the architecture writes every tensor of the output model (mergekit drops the others)."""
+    config = plan.output.ref.config(trust_remote_code=options.trust_remote_code)
+    covered = covered_names(plan.arch, config)
+    for name in sorted(set(plan.output.inputs.tensors) - set(covered)):
+        kind = "language-model" if name in plan.output.lm.values() else "vision/projector"
+        raise MergeInputError(f"{plan.output.path}: {kind} tensor {name} would be lost (not in the merge plan)")
+
+
 def check_output(plan: CrossLayoutPlan, out: Path) -> None:
-    """The guard: every language-model tensor, and for a LLaVA output every vision/projector tensor, was written."""
+    """The guard: every tensor of the output model, and every other input's language-model tensor, was merged."""
+    output = plan.output
     written = set(read_model_tensors(out))
-    for text_name, name in plan.output.lm.items():
-        if name not in written:
-            sources = ", ".join(f"{s.path}:{s.lm[text_name]}" for s in plan.sides)
-            raise MergeInputError(f"{out}: language-model tensor {name} was not written (inputs {sources})")
-    for name in sorted(plan.copied - written):
-        raise MergeInputError(f"{plan.output.path}: tensor {name} would be lost (not written to {out})")
-    wanted = plan.output.inputs.architecture
+    for name in sorted(set(output.inputs.tensors) - written):
+        kind = "language-model" if name in output.lm.values() else "vision/projector"
+        raise MergeInputError(f"{output.path}: {kind} tensor {name} did not reach the merged output {out}")
+    for side in plan.sides[1:]:
+        for text_name, name in sorted(side.lm.items()):
+            if output.lm.get(text_name) not in written:
+                raise MergeInputError(f"{side.path}: tensor {name} has no merged counterpart in {out}")
+    wanted = output.inputs.architecture
     got = _architecture(out / "config.json")
     if got != wanted:
         raise MergeInputError(f"{out / 'config.json'}: architectures is {got!r}, expected {wanted!r}")
@@ -374,6 +385,7 @@ def run_cross_layout_merge(
         raise MergeInputError(f"{out}: output folder exists; choose another path or remove it")
     plan = plan_cross_layout(merge_config, options)
     check_recipe(merge_config, plan.arch.modules)
+    check_covered(plan, options)
     with ExitStack() as stack:
         target = stack.enter_context(atomic_dir(out, create=False))
         for manager in (planned_as(plan), local_paths_stay_local(), finite_inputs()):
