@@ -84,20 +84,26 @@ class CrossLayoutPlan:
         return self.sides[0]
 
 
-def _architecture(config_file: Path) -> str | None:
+def _config(config_file: Path) -> dict:
     try:
-        return (json.loads(config_file.read_text()).get("architectures") or [None])[0]
+        return json.loads(config_file.read_text())
     except (OSError, ValueError):
-        return None
+        return {}
 
 
-def _is_text_lm(arch: str | None) -> bool:
-    table = layouts()
-    return bool(arch) and arch.endswith(table.text_architecture_suffix) and not _is_multimodal(arch)
+def _architecture(config: dict) -> str | None:
+    return (config.get("architectures") or [None])[0]
 
 
-def _is_multimodal(arch: str | None) -> bool:
-    return any(layout.architecture == arch for layout in layouts().multimodal)
+def _is_text_lm(config: dict) -> bool:
+    """A text-only causal LM: a ``*ForCausalLM`` architecture whose config has no ``text_config``."""
+    arch = _architecture(config)
+    suffix = layouts().text_architecture_suffix
+    return bool(arch) and arch.endswith(suffix) and "text_config" not in config and not _is_multimodal(config)
+
+
+def _is_multimodal(config: dict) -> bool:
+    return any(layout.architecture == _architecture(config) for layout in layouts().multimodal)
 
 
 def _ordered_refs(merge_config: Any) -> list[Any]:
@@ -112,14 +118,14 @@ def _ordered_refs(merge_config: Any) -> list[Any]:
 
 def is_cross_layout_merge(merge_config: Any) -> bool:
     """True when the local models mix a known multimodal layout with a text-only causal LM."""
-    archs = [_architecture(Path(ref.model.path) / "config.json") for ref in _ordered_refs(merge_config)]
-    return any(_is_multimodal(a) for a in archs) and any(_is_text_lm(a) for a in archs)
+    configs = [_config(Path(ref.model.path) / "config.json") for ref in _ordered_refs(merge_config)]
+    return any(_is_multimodal(c) for c in configs) and any(_is_text_lm(c) for c in configs)
 
 
 def _side(ref: Any) -> Side:
     inputs = read_model(ref.model.path)
     arch = inputs.architecture
-    if _is_text_lm(arch):
+    if _is_text_lm(inputs.config):
         return Side(ref, inputs, None, lm={name: name for name in inputs.tensors})
     candidates = [layout for layout in layouts().multimodal if layout.architecture == arch]
     if not candidates:
@@ -161,7 +167,8 @@ def check_language_models(sides: list[Side], options: Any) -> None:
             if mine != theirs:
                 raise MergeInputError(
                     f"{side.path}: config field {_field_name(side, name)} is {mine!r}, but {first.path} has "
-                    f"{_field_name(first, name)} {theirs!r}; the language models must share architecture and size"
+                    f"{_field_name(first, name)} {theirs!r}; the language models of {side.inputs.architecture} "
+                    f"and {first.inputs.architecture} must share architecture and size"
                 )
 
 
@@ -324,7 +331,7 @@ def check_output(plan: CrossLayoutPlan, out: Path) -> None:
             if output.lm.get(text_name) not in written:
                 raise MergeInputError(f"{side.path}: tensor {name} has no merged counterpart in {out}")
     wanted = output.inputs.architecture
-    got = _architecture(out / "config.json")
+    got = _architecture(_config(out / "config.json"))
     if got != wanted:
         raise MergeInputError(f"{out / 'config.json'}: architectures is {got!r}, expected {wanted!r}")
 
