@@ -1,4 +1,4 @@
-"""Tiny stock transformers LLaVA checkpoints (CLIP + Llama, SigLIP + Qwen2) and matching text-only LMs."""
+"""Tiny stock transformers LLaVA checkpoints (CLIP + Llama, SigLIP + Qwen2, DINOv2 + Mistral) and text-only LMs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ LM_KV = {"num_key_value_heads": 2}
 
 
 def text_config(kind: str, vocab_size: int, **overrides):
-    from transformers import LlamaConfig, Qwen2Config
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config
 
-    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[kind]
+    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[kind]
     return cls(vocab_size=vocab_size, **{**LM, **LM_KV, **overrides})
 
 
@@ -45,14 +45,14 @@ def save_llava(folder: Path, tokenizer, lm: str, tower: str, seed: int, **lm_ove
         image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
         tokenizer=tokenizer,
         patch_size=config.vision_config.patch_size,
-        num_additional_image_tokens=1 if tower == "clip" else 0,
+        num_additional_image_tokens=0 if tower == "siglip" else 1,  # CLIP and DINOv2 add a CLS token
     )
     processor.save_pretrained(folder)
     return folder
 
 
 def save_text_lm(folder: Path, tokenizer, lm: str, seed: int, **overrides) -> Path:
-    """A text-only causal LM (``LlamaForCausalLM`` / ``Qwen2ForCausalLM``) with the same tokenizer."""
+    """A text-only causal LM (``LlamaForCausalLM``, ``MistralForCausalLM``, ``Qwen2ForCausalLM``), same tokenizer."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -73,3 +73,14 @@ def word_tokenizer(words: list[str], extra: tuple[str, ...] = ()):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
     )
+
+
+def save_llama_like(babyllava: Path, folder: Path, seed: int, **overrides) -> Path:
+    """A plain ``LlamaForCausalLM`` of a babyllava's language-model shape, with the babyllava's tokenizer files."""
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    text_config = AutoConfig.from_pretrained(babyllava, trust_remote_code=True).get_text_config()
+    LlamaForCausalLM(type(text_config).from_dict({**text_config.to_dict(), **overrides})).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(babyllava).save_pretrained(folder)
+    return folder

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from llava_text_helpers import save_llava, save_text_lm, word_tokenizer
+from llava_text_helpers import save_llama_like, save_llava, save_text_lm, word_tokenizer
 from merge_helpers import REPO, mergekit_yaml, mergekit_yaml_in_process, render, weights
 
 WORDS = "the a cat dog bird sees chases likes red blue small big ball tree house runs sleeps".split()
@@ -30,22 +30,17 @@ def parents(tmp_path_factory, tokenizer) -> dict[str, Path]:
         "llama_base": save_text_lm(root / "llama_base", tokenizer, "llama", seed=3),
         "siglip_qwen2": save_llava(root / "siglip_qwen2", tokenizer, "qwen2", "siglip", seed=4),
         "qwen2": save_text_lm(root / "qwen2", tokenizer, "qwen2", seed=5),
+        "dinov2_mistral": save_llava(root / "dinov2_mistral", tokenizer, "mistral", "dinov2", seed=6),
+        "mistral": save_text_lm(root / "mistral", tokenizer, "mistral", seed=7),
     }
 
 
 @pytest.fixture(scope="module")
 def babyllava_pair(make_checkpoint, tmp_path_factory) -> dict[str, Path]:
     """A tiny babyllava and a plain ``LlamaForCausalLM`` of its language model's shape and tokenizer."""
-    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
-
     mm = make_checkpoint(21)
-    torch.manual_seed(22)
-    text_config = AutoConfig.from_pretrained(mm, trust_remote_code=True).get_text_config()
-    llama = LlamaForCausalLM(type(text_config).from_dict(text_config.to_dict()))
-    out = tmp_path_factory.mktemp("babyllava_text") / "llama"
-    llama.save_pretrained(out)
-    AutoTokenizer.from_pretrained(mm).save_pretrained(out)
-    return {"multimodal_model": mm, "text_model": out}
+    llama = save_llama_like(mm, tmp_path_factory.mktemp("babyllava_text") / "llama", seed=22)
+    return {"multimodal_model": mm, "text_model": llama}
 
 
 def lm_name(name: str) -> str:
@@ -91,7 +86,9 @@ def ties_reference(base: torch.Tensor, others: list[torch.Tensor], density: floa
     return base + torch.where(agree, stacked, 0).sum(0) / count
 
 
-@pytest.mark.parametrize(("mm", "text"), [("clip_llama", "llama"), ("siglip_qwen2", "qwen2")])
+@pytest.mark.parametrize(
+    ("mm", "text"), [("clip_llama", "llama"), ("siglip_qwen2", "qwen2"), ("dinov2_mistral", "mistral")]
+)
 def test_linear_gives_a_complete_llava(parents, tmp_path, mm, text):
     alpha = 0.3
     models = [(parents[mm], {"weight": 1 - alpha}), (parents[text], {"weight": alpha})]

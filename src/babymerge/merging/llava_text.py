@@ -400,3 +400,50 @@ def run_cross_layout_merge(
         original(merge_config, str(target), options, config_source=config_source)
         check_output(plan, target)
         check_complete_folder(target, plan.output.path, options, plan.arch.tagalong_files or [])
+
+
+# -- in-memory merges (the sweep) -------------------------------------------------------------------------------
+
+
+def is_text_lm_folder(folder: str | Path) -> bool:
+    """True for a text-only causal LM checkpoint folder (``*ForCausalLM`` without ``text_config``)."""
+    return _is_text_lm(_config(Path(folder) / "config.json"))
+
+
+def _layout_for(folder: Path, names: Any) -> MultimodalLayout:
+    arch = _architecture(_config(folder / "config.json"))
+    candidates = [layout for layout in layouts().multimodal if layout.architecture == arch]
+    if not candidates:
+        raise MergeInputError(f"{folder}: architecture {arch} is not a known multimodal layout")
+    return max(candidates, key=lambda layout: sum(_text_name(n, layout) is not None for n in names))
+
+
+def as_multimodal_state(
+    text_state: dict[str, Any], text_folder: str | Path, multimodal_state: dict[str, Any], multimodal_folder: str | Path
+) -> dict[str, Any]:
+    """A text-only LM's tensors under the multimodal model's names, its multimodal-only tensors from that model."""
+    layout = _layout_for(Path(multimodal_folder), multimodal_state)
+    out, used = {}, set()
+    for name, tensor in multimodal_state.items():
+        text_name = _text_name(name, layout)
+        if text_name is None:
+            out[name] = tensor
+            continue
+        if text_name not in text_state:
+            raise MergeInputError(f"{text_folder}: language-model tensor {text_name} missing (for {name})")
+        if text_state[text_name].shape != tensor.shape:
+            raise MergeInputError(
+                f"{text_folder}: tensor {text_name} has shape {list(text_state[text_name].shape)}, "
+                f"but {multimodal_folder}'s {name} has {list(tensor.shape)}"
+            )
+        out[name] = text_state[text_name]
+        used.add(text_name)
+    for name in sorted(set(text_state) - used):
+        raise MergeInputError(f"{text_folder}: tensor {name} has no counterpart in {multimodal_folder}")
+    return out
+
+
+def multimodal_only_names(multimodal_folder: str | Path, names: Any) -> list[str]:
+    """The multimodal model's tensors outside its language model (vision tower, projector, ...)."""
+    layout = _layout_for(Path(multimodal_folder), names)
+    return [name for name in names if _text_name(name, layout) is None]
