@@ -14,11 +14,12 @@ def test_sweep_merges_the_language_model_and_keeps_the_projector(make_checkpoint
     from babymerge.sweep.merge import MergeSpec
     from babymerge.sweep.run import Sweep, SweepConfig
 
-    mm = make_checkpoint(31)
+    mm, init = make_checkpoint(31), make_checkpoint(30)
     llama = save_llama_like(mm, tmp_path / "llama", seed=32)
     config = SweepConfig(
         text=llama,
         multimodal=mm,
+        base=init,
         methods=["linear"],
         alphas=[0.0, 0.5, 1.0],
         tasks=[TASK],
@@ -37,6 +38,15 @@ def test_sweep_merges_the_language_model_and_keeps_the_projector(make_checkpoint
         else:
             text_name = name.replace("model.language_model.", "model.", 1)
             torch.testing.assert_close(tensor, 0.3 * t[text_name] + 0.7 * m[name], rtol=0, atol=1e-6, msg=name)
+    deltas = sweep.merged_state(pair, MergeSpec(method="task_arithmetic", alpha=0.3))  # from babyllava's init
+    b = weights(init)
+    for name, tensor in deltas.items():
+        if name.startswith(("model.multi_modal_projector.", "model.black_image_features")):
+            assert torch.equal(tensor, m[name]), name
+        else:
+            text_name = name.replace("model.language_model.", "model.", 1)
+            expected = b[name] + 0.3 * (t[text_name] - b[name]) + 0.7 * (m[name] - b[name])
+            torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
     records = [r for r in sweep.run() if r.get("alpha") is not None and r["metric"] == "acc" and r["task"] == TASK]
     assert sorted(r["alpha"] for r in records) == [0.0, 0.5, 1.0]
     assert all(0.0 <= r["value"] <= 1.0 for r in records)
