@@ -131,3 +131,18 @@ def test_console_script_prints_one_error_line_and_exits_1(parents, tmp_path):
     assert len(errors) == 1 and "config field model_type is 'qwen2'" in errors[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert_nothing_written(out)
+
+
+def test_a_different_added_token_at_the_same_id_is_refused(tmp_path):
+    from babymerge.errors import BabymergeError
+
+    tok_mm, tok_text = word_tokenizer(WORDS), word_tokenizer(WORDS)
+    tok_mm.add_tokens(["<video>"], special_tokens=True)
+    tok_text.add_tokens(["<tool>"], special_tokens=True)
+    llava = save_llava(tmp_path / "llava", tok_mm, "llama", "clip", seed=1)
+    text = save_text_lm(tmp_path / "text", tok_text, "llama", seed=2)
+    out = tmp_path / "merged" / "out"
+    out.parent.mkdir()
+    with pytest.raises(BabymergeError, match=r"text/tokenizer\.json: added token id 22 is '<tool>', but '<video>'"):
+        merge(llava, text, out)
+    assert_nothing_written(out)
