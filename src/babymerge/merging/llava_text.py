@@ -124,16 +124,9 @@ def is_cross_layout_merge(merge_config: Any) -> bool:
 
 def _side(ref: Any) -> Side:
     inputs = read_model(ref.model.path)
-    arch = inputs.architecture
     if _is_text_lm(inputs.config):
         return Side(ref, inputs, None, lm={name: name for name in inputs.tensors})
-    candidates = [layout for layout in layouts().multimodal if layout.architecture == arch]
-    if not candidates:
-        raise MergeInputError(
-            f"{inputs.path}: architecture {arch} is neither a known multimodal layout "
-            f"({', '.join(sorted({m.architecture for m in layouts().multimodal}))}) nor a text-only *ForCausalLM"
-        )
-    best = max(candidates, key=lambda layout: sum(_text_name(n, layout) is not None for n in inputs.tensors))
+    best = _layout_for(inputs.path, inputs.tensors)
     side = Side(ref, inputs, best)
     for name in sorted(inputs.tensors):
         text_name = _text_name(name, best)
@@ -414,7 +407,10 @@ def _layout_for(folder: Path, names: Any) -> MultimodalLayout:
     arch = _architecture(_config(folder / "config.json"))
     candidates = [layout for layout in layouts().multimodal if layout.architecture == arch]
     if not candidates:
-        raise MergeInputError(f"{folder}: architecture {arch} is not a known multimodal layout")
+        raise MergeInputError(
+            f"{folder}: architecture {arch} is neither a known multimodal layout "
+            f"({', '.join(sorted({m.architecture for m in layouts().multimodal}))}) nor a text-only *ForCausalLM"
+        )
     return max(candidates, key=lambda layout: sum(_text_name(n, layout) is not None for n in names))
 
 
