@@ -46,6 +46,7 @@ def save_llava(folder: Path, tokenizer, lm: str, tower: str, seed: int, **lm_ove
         tokenizer=tokenizer,
         patch_size=config.vision_config.patch_size,
         num_additional_image_tokens=0 if tower == "siglip" else 1,  # CLIP and DINOv2 add a CLS token
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
     )
     processor.save_pretrained(folder)
     return folder

@@ -233,6 +233,11 @@ assert type(model).__name__ == "LlavaForConditionalGeneration", type(model)
 processor = AutoProcessor.from_pretrained(llava)
 ids = processor.tokenizer(["the cat sees"], return_tensors="pt")
 print("llava", model.generate(**ids, max_new_tokens=3, do_sample=False).shape)
+from PIL import Image
+size = model.config.vision_config.image_size
+image = Image.new("RGB", (size, size), (200, 30, 30))
+inputs = processor(images=image, text="<image> the cat", return_tensors="pt")
+print("llava+image", model.generate(**inputs, max_new_tokens=3, do_sample=False).shape)
 for folder in (llama, babyllava):
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
     tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
@@ -243,5 +248,5 @@ for folder in (llama, babyllava):
     done = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if "torch.Size" in line]
-    assert lines[0].startswith("llava torch.Size([1, ")
-    assert lines[1].startswith("LlamaForCausalLM") and lines[2].startswith("BabyLlavaForConditionalGeneration")
+    assert lines[0].startswith("llava torch.Size([1, ") and lines[1].startswith("llava+image torch.Size([1, ")
+    assert lines[2].startswith("LlamaForCausalLM") and lines[3].startswith("BabyLlavaForConditionalGeneration")
