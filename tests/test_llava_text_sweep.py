@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from llava_text_helpers import save_llama_like
@@ -50,6 +52,17 @@ def test_sweep_merges_the_language_model_and_keeps_the_projector(make_checkpoint
     records = [r for r in sweep.run() if r.get("alpha") is not None and r["metric"] == "acc" and r["task"] == TASK]
     assert sorted(r["alpha"] for r in records) == [0.0, 0.5, 1.0]
     assert all(0.0 <= r["value"] <= 1.0 for r in records)
+
+    from babymerge.sweep.stage import sweep_and_report
+
+    sweep_and_report(config, tmp_path / "report", ["linear:0.5"], progress=False)
+    (folder,) = (tmp_path / "report" / "merged").iterdir()
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["BabyLlavaForConditionalGeneration"]
+    expected = sweep.merged_state(pair, MergeSpec(method="linear", alpha=0.5))
+    written = weights(folder)
+    assert set(written) == set(expected)
+    for name, tensor in written.items():
+        torch.testing.assert_close(tensor, expected[name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_a_text_lm_of_another_width_is_refused(make_checkpoint, world, tmp_path):
