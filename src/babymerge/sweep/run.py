@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from ..errors import BabymergeError
+from ..merging.llava_text import as_multimodal_state, is_text_lm_folder, multimodal_only_names
 from .checkpoints import Checkpoint, aligned_pairs, find_checkpoints
 from .evaluate import TaskScorer, babyllava_scorer
 from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, check_same_tensors, load_state
@@ -101,7 +102,8 @@ class Sweep:
             if missing := sorted(set(tasks) - set(self.scorer.tasks)):
                 raise BabymergeError(f"the shared scorer lacks tasks {missing}")
         else:
-            self.model, self.tokenizer = self._load_model(self.texts[-1].path)
+            text_lm = is_text_lm_folder(self.texts[-1].path)  # a plain causal LM: the model is the multimodal one
+            self.model, self.tokenizer = self._load_model((self.multimodals if text_lm else self.texts)[-1].path)
             factory = scorer_factory or self._default_scorer
             self.scorer = factory(self.model, self.tokenizer, tasks)
         self.random_backbone = self._random_backbone()
@@ -156,8 +158,15 @@ class Sweep:
         if folder not in self._states:
             if len(self._states) >= 6:
                 self._states.pop(next(iter(self._states)))
-            self._states[folder] = load_state(folder)
+            self._states[folder] = self._in_model_layout(folder, load_state(folder))
         return self._states[folder]
+
+    def _in_model_layout(self, folder: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A text-only LM's tensors under the multimodal model's names (merging/llava_text.py); others as they are."""
+        if not is_text_lm_folder(folder):
+            return state
+        multimodal = self.multimodals[-1].path
+        return as_multimodal_state(state, folder, self.state(multimodal), multimodal)
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         """Copy ``state`` into the one model instance (in place: the LM wrapper keeps its reference)."""
@@ -252,7 +261,10 @@ class Sweep:
         if spec.needs_base:
             states[BASE], folders[BASE] = self.state(self.config.base), self.config.base
         check_same_tensors(states, folders)
-        return spec.merge(states)
+        merged = spec.merge(states)
+        if is_text_lm_folder(text.path):  # vision/projector tensors whole from the multimodal model
+            merged |= {n: states[MULTIMODAL][n] for n in multimodal_only_names(multimodal.path, merged)}
+        return merged
 
     def run_point(self, pair: Pair, spec: MergeSpec, tasks: list[str]) -> None:
         start = time.perf_counter()

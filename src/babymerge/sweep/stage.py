@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import BabymergeError
 from ..io import atomic_dir
+from ..merging.llava_text import is_text_lm_folder
 from .merge import MergeSpec
 from .report import markdown_table, point_rows, primary_metric, write_report
 from .run import Sweep, SweepConfig, pair_id
@@ -128,6 +129,8 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
     written = []
     for spec in chosen_specs(sweep, records, choices):
         config = spec.mergekit_config(text.path, multimodal.path, sweep.config.base)
+        if is_text_lm_folder(text.path):  # the scored model is the multimodal one, so it goes first (llava_text.py)
+            config["models"].sort(key=lambda entry: entry["model"] != str(Path(multimodal.path).resolve()))
         folder = out_dir / f"{spec.method}_alpha{spec.alpha:g}_{text.name}+{multimodal.name}"
         if folder.exists():
             written.append(folder)
