@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_demo(config)
     world = "the synthetic world (generated, not real data)"
     source = world if outcome["synthetic"] else f"real data ({config.train_text})"
-    print(f"\nMerged {outcome['pair']} on {source}; scores x100:\n")
+    if outcome["equal_words"]:
+        print(f"\nText-only vs multimodal at equal words seen on {source}, scores x100:\n")
+        print(outcome["equal_words"])
+    print(f"Merges of the pair the paper's rule selects ({outcome['pair']}), scores x100:\n")
     print(outcome["table"], end="")
     for line in outcome["remarks"]:
         print(line)

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,6 +25,11 @@ from ..io import atomic_file
 from .world import QUICK, WorldSize, generate_world
 
 DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
+WORLD_TITLES = {
+    "babylm_blimp_fast": "Grammar pairs (world, BLiMP format)",
+    "babylm_caption_matching_fast": "Caption matching (world)",
+    "babylm_winoground": "Winoground-style (world)",
+}
 RANDOM_NOTE = (
     "NOTE: image features come from a RANDOMLY INITIALISED vision backbone (no pretrained weights offline); "
     "image-conditioned scores (caption matching, Winoground) measure the pipeline, not vision."
@@ -63,6 +68,9 @@ class DemoConfig(BaseModel):
     alphas: list[float] | None = None
     aligned_alphas: list[float] | None = Field(None, description="alphas of the checkpoint-by-checkpoint sweep")
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    pairing: Literal["best", "final"] = Field(
+        "best", description="the pair merged over alpha: the paper's selection rule, or the final checkpoints"
+    )
     threads: int = Field(1, ge=1, description="torch CPU threads (1: tiny models collapse with 2 on a loaded machine)")
     device: str = "cpu"
     progress: bool = True
@@ -267,7 +275,7 @@ def milestone_unit(config: DemoConfig, inputs: Inputs, epochs: float) -> int:
 def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -> tuple[Path, Path]:
     from ..training import TrainConfig, train
 
-    epochs = config.epochs or (1 if config.quick or config.real else 4)
+    epochs = config.epochs or (1 if config.real else 4)
     unit = config.milestone_unit or milestone_unit(config, inputs, epochs)
     common: dict[str, Any] = {
         "init": init,
@@ -301,6 +309,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run (or resume) the demo; returns the sweep outcome's table and files."""
     import torch
 
+    from ..sweep.equal_words import markdown as equal_words_markdown
     from ..sweep.report import markdown_table, write_report
     from ..sweep.run import Sweep, SweepConfig
     from ..sweep.store import ResultStore
@@ -343,10 +352,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         **common,
         methods=methods,
         tasks=inputs.tasks,
-        pairing=["best"],
+        pairing=[config.pairing],
         **({"alphas": alphas} if alphas else {}),
     )
-    log(f"sweep 1: the best pair (paper's rule) x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
+    log(f"sweep 1: the {config.pairing} pair x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
     sweep = Sweep(best, progress=config.progress)
     best_pair = timed("selection", lambda: sweep.pairs()[0])
     timed("sweep_best_pair", sweep.run)
@@ -362,15 +371,17 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     records = ResultStore(best.store).records()
     note = RANDOM_NOTE if sweep.random_backbone else ""
-    files = write_report(records, sweep_dir, note="random vision backbone" if note else "")
+    titles = WORLD_TITLES if inputs.synthetic else None
     chosen = f"text={best_pair[0].name}+multimodal={best_pair[1].name}"
-    table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None])
+    files = write_report(records, sweep_dir, "random vision backbone" if note else "", titles, selected=[chosen])
+    table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None], titles)
     seconds["total"] = round(time.perf_counter() - start, 1)
     with atomic_file(config.out / "stage_seconds.json") as tmp:
         tmp.write_text(json.dumps(seconds, indent=1) + "\n", encoding="utf-8")
     log("seconds per stage (0 = already done): " + ", ".join(f"{k} {v:g}" for k, v in seconds.items()))
     remarks = [f"selection: {line}" for line in sweep.selection_remarks]
     return {
+        "equal_words": equal_words_markdown(records, titles),
         "table": table,
         "files": files,
         "note": note,

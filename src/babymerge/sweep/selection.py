@@ -4,22 +4,12 @@ item above the runner-up)."""
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from typing import Any
 
+from .tasks import chance_level
+
 SELECT = "checkpoint"  # the ``method`` of single-checkpoint results used by the selection rule
-# Chance accuracy of the two-choice tasks (patterns over task names); other tasks are not checked for chance.
-CHANCE = {
-    "babylm_blimp*": 0.5,
-    "babylm_ewok*": 0.5,
-    "babylm_caption_matching*": 0.5,
-    "babylm_winoground*": 0.5,
-}
-
-
-def chance_level(task: str) -> float | None:
-    return next((level for pattern, level in CHANCE.items() if fnmatch.fnmatch(task, pattern)), None)
 
 
 def at_chance(value: float, chance: float, items: int) -> bool:
@@ -35,7 +25,7 @@ def verdict(scores: dict[str, float], task: str, items: int | None = None) -> li
     best, runner_up = ranked[0], ranked[1]
     reasons = []
     chance = chance_level(task)
-    if chance is not None and items and all(at_chance(v, chance, items) for v in ranked):
+    if chance and items and all(at_chance(v, chance, items) for v in ranked):
         reasons.append(f"every score is at chance ({100 * chance:g} +- 2 standard errors of {items} items)")
     tied = sum(1 for v in ranked if math.isclose(v, best, abs_tol=1e-9))
     if tied > 1:
@@ -61,6 +51,8 @@ def selection_remarks(records: list[dict[str, Any]]) -> list[str]:
     for (role, task), scores in groups.items():
         if reasons := verdict(scores, task, items.get((role, task))):
             lines.append(
-                f"{task} cannot tell the {len(scores)} {role} checkpoints apart: " + "; ".join(reasons) + " (noise)"
+                f"{task} cannot tell the {len(scores)} {role} checkpoints apart: "
+                + "; ".join(reasons)
+                + " (ties go to the later checkpoint)"
             )
     return lines
