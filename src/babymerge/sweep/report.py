@@ -189,7 +189,7 @@ def write_plots(
                         marker="o",
                         markersize=3,
                     )
-                    handles.setdefault(f"selected pair: {pair_label(first_row[pair])}", line)
+                    handles.setdefault(f"merged pair: {pair_label(first_row[pair])}", line)
             if chance is not None:
                 handles["chance"] = axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
             axis.set_title(method.replace("_", " "), fontsize=10)
