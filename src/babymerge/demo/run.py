@@ -11,17 +11,25 @@ are then not meaningful, and every summary says so.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import BabymergeError
+from ..io import atomic_file
 from .world import QUICK, WorldSize, generate_world
 
 DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
+WORLD_TITLES = {
+    "babylm_blimp_fast": "Grammar pairs (world, BLiMP format)",
+    "babylm_caption_matching_fast": "Caption matching (world)",
+    "babylm_winoground": "Winoground-style (world)",
+}
 RANDOM_NOTE = (
     "NOTE: image features come from a RANDOMLY INITIALISED vision backbone (no pretrained weights offline); "
     "image-conditioned scores (caption matching, Winoground) measure the pipeline, not vision."
@@ -29,14 +37,20 @@ RANDOM_NOTE = (
 
 
 class DemoConfig(BaseModel):
-    """Sizes and paths of a demo run; ``quick`` shrinks everything for tests (well under two minutes)."""
+    """Sizes and paths of a demo run; ``quick`` shrinks everything for tests (well under two minutes).
+
+    Without ``train_text`` the demo generates its synthetic world; with it, the demo trains on that BabyLM-format
+    text and the Flickr8k-format ``images_captions`` (a ``captions.txt`` beside ``images/``) and evaluates on
+    ``data_dir``, a folder in BabyLM's ``evaluation_data`` layout. A YAML file of these fields is a config.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     out: Path
-    data_dir: Path | None = Field(
-        None,
-        description="real data (babylm_text/train_600k, flickr8k_1k, blimp/babylm_blimp_fast) instead of the world",
+    data_dir: Path | None = Field(None, description="evaluation data in BabyLM's evaluation_data layout (real data)")
+    train_text: Path | None = Field(None, description="BabyLM-format training text (a folder of .train files)")
+    images_captions: Path | None = Field(
+        None, description="Flickr8k-format captions.txt (image,caption) beside an images/ folder"
     )
     quick: bool = False
     seed: int = 0
@@ -46,18 +60,62 @@ class DemoConfig(BaseModel):
     text_max_words: int | None = Field(
         None, gt=0, description="real data: words of BabyLM text to train on (default 1M; 20k when quick)"
     )
+    text_ratio: float | None = Field(
+        0.5, gt=0, lt=1, description="multimodal run: share of words from text (paper 0.5); null: all text + captions"
+    )
+    milestone_unit: int | None = Field(None, ge=1, description="words per milestone unit (default fits the data)")
+    tasks: list[str] | None = Field(None, description="tasks of both sweeps (default per world / real data)")
+    alphas: list[float] | None = None
+    aligned_alphas: list[float] | None = Field(None, description="alphas of the checkpoint-by-checkpoint sweep")
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    pairing: Literal["best", "final"] = Field(
+        "best", description="the pair merged over alpha: the paper's selection rule, or the final checkpoints"
+    )
+    threads: int = Field(1, ge=1, description="torch CPU threads (1: tiny models collapse with 2 on a loaded machine)")
+    device: str = "cpu"
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _real_data_complete(self) -> DemoConfig:
+        real = {"train_text": self.train_text, "images_captions": self.images_captions, "data_dir": self.data_dir}
+        if any(real.values()) and not all(real.values()):
+            missing = ", ".join(f"--{k.replace('_', '-')}" for k, v in real.items() if not v)
+            raise ValueError(f"real data needs --train-text, --images-captions and --data-dir; missing {missing}")
+        return self
+
+    @property
+    def real(self) -> bool:
+        return self.train_text is not None
 
     @property
     def max_words(self) -> int | None:
-        if self.text_max_words or not self.data_dir:
+        if self.text_max_words or not self.real:
             return self.text_max_words
         return 20_000 if self.quick else 1_000_000
 
-    milestone_unit: int | None = Field(None, ge=1, description="words per milestone unit (default fits the data)")
-    alphas: list[float] | None = None
-    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
-    device: str = "cpu"
-    progress: bool = True
+
+def load_config(path: str | Path, **overrides: Any) -> DemoConfig:
+    """A :class:`DemoConfig` from a YAML file (relative paths resolve against the file's folder), with
+    ``overrides`` (non-None values) on top."""
+    import yaml
+
+    path = Path(path)
+    try:
+        fields = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise BabymergeError(f"{path}: cannot read the demo config ({' '.join(str(error).split())[:200]})") from None
+    if not isinstance(fields, dict):
+        raise BabymergeError(f"{path}: expected a mapping of demo fields, found {type(fields).__name__}")
+    for key in ("out", "data_dir", "train_text", "images_captions"):
+        if isinstance(fields.get(key), str):
+            fields[key] = (path.parent / Path(fields[key]).expanduser()).resolve()
+    fields |= {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return DemoConfig(**fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise BabymergeError(f"{path}: field {where}: {first['msg']}") from None
 
 
 def log(message: str) -> None:
@@ -82,7 +140,7 @@ def world_inputs(config: DemoConfig) -> Inputs:
         size = QUICK.model_copy(update={"seed": config.seed}) if config.quick else WorldSize(seed=config.seed)
         generate_world(folder, size, overwrite=folder.exists())
         log(f"generated the synthetic world in {folder}: {(folder / 'WORLD.md').read_text().splitlines()[-1]}")
-    tasks = ["babylm_blimp_fast", "babylm_caption_matching_fast", "babylm_winoground"]
+    tasks = config.tasks or ["babylm_blimp_fast", "babylm_caption_matching_fast", "babylm_winoground"]
     return Inputs(
         text=folder / "text",
         captions=folder / "captions.txt",
@@ -94,41 +152,51 @@ def world_inputs(config: DemoConfig) -> Inputs:
     )
 
 
+REAL_TASKS = ["babylm_blimp_fast", "babylm_caption_matching_fast"]
+CAPTION_MATCHING = Path("extra_eval") / "caption_matching"
+
+
 def real_inputs(config: DemoConfig) -> Inputs:
-    """Real BabyLM text, Flickr8k and BLiMP read in place; a tenth of the Flickr8k images is held out for caption
-    matching (split files under ``OUT/data``); the evaluation data folder links to the BLiMP files."""
-    data = config.data_dir
-    text = data / "babylm_text" / "train_600k"
-    flickr = data / "flickr8k_1k"
-    blimp = data / "blimp" / "babylm_blimp_fast"
-    for needed in (text, flickr / "captions.txt", flickr / "images", blimp):
+    """BabyLM-format text and Flickr8k-format captions, read in place. A tenth of the captioned images is held
+    out for caption matching; ``OUT/data/evaluation_data`` links every entry of ``--data-dir`` and adds the
+    held-out captions as ``extra_eval/caption_matching``."""
+    captions_file = config.images_captions
+    images = captions_file.parent / "images"
+    for needed, what in (
+        (config.train_text, "BabyLM-format text (.train files)"),
+        (captions_file, "a Flickr8k-format captions.txt (image,caption)"),
+        (images, f"the images/ folder beside {captions_file.name}"),
+        (config.data_dir, "an evaluation_data folder (BabyLM layout: fast_eval/, full_eval/)"),
+    ):
         if not needed.exists():
-            raise BabymergeError(f"{needed}: not found in the data directory {data} (expected the shared data layout)")
+            raise BabymergeError(f"{needed}: not found (expected {what})")
     split = config.out / "data"
     train_captions = split / "train_captions.txt"
     evaluation = split / "evaluation_data"
-    held_out = evaluation / "extra_eval" / "caption_matching" / "captions.txt"
+    held_out = evaluation / CAPTION_MATCHING / "captions.txt"
     if not held_out.is_file():
-        with open(flickr / "captions.txt", newline="", encoding="utf-8") as handle:
+        with open(captions_file, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))[1:]
-        images = list(dict.fromkeys(r[0] for r in rows))
-        test = set(images[-max(len(images) // 10, 2) :])
+        names = list(dict.fromkeys(r[0] for r in rows))
+        test = set(names[-max(len(names) // 10, 2) :])
         for path, keep in ((train_captions, lambda r: r[0] not in test), (held_out, lambda r: r[0] in test)):
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(["image", "caption"])
                 writer.writerows(r[:2] for r in rows if keep(r))
-        link = evaluation / "fast_eval" / "blimp_fast"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(blimp.resolve(), target_is_directory=True)
+    for group in sorted(p for p in config.data_dir.resolve().iterdir() if p.is_dir()):
+        for entry in sorted(group.iterdir()):
+            link = evaluation / group.name / entry.name
+            if Path(group.name) / entry.name != CAPTION_MATCHING and not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
     return Inputs(
-        text=text,
+        text=config.train_text,
         captions=train_captions,
-        images=flickr / "images",
+        images=images,
         evaluation_data=evaluation,
-        tasks=["babylm_blimp_fast", "babylm_caption_matching_fast"],
+        tasks=config.tasks or REAL_TASKS,
         select_multimodal_by="babylm_caption_matching_fast",
         synthetic=False,
     )
@@ -141,7 +209,7 @@ def make_tokenizer(config: DemoConfig, inputs: Inputs) -> Path:
     folder = config.out / "tokenizer"
     if not (folder / "tokenizer.json").is_file():
         files = text_files(inputs.text)
-        vocab = config.vocab_size or (8000 if config.data_dir else 1000)
+        vocab = config.vocab_size or (8000 if config.real else 1000)
         tokenizer = train_tokenizer(files, vocab, min_frequency=2)
         with atomic_dir(folder, overwrite=folder.exists()) as tmp:
             tokenizer.save_pretrained(tmp)
@@ -192,20 +260,22 @@ def count_words(files: list[Path], limit: int | None = None) -> int:
 
 def milestone_unit(config: DemoConfig, inputs: Inputs, epochs: float) -> int:
     """The BabyLM schedule (1..10, 20, ... units) scaled so that both runs pass about 11 milestones (4 when
-    quick); the multimodal run sees about twice its caption words (half text, half captions)."""
+    quick). The multimodal run sees text and captions in ``text_ratio`` (all of both when null)."""
     from ..training.tokenizer import text_files
 
     text_words = count_words(text_files(inputs.text), config.max_words)
     with open(inputs.captions, newline="", encoding="utf-8") as handle:
         caption_words = sum(len(row[1].split()) for row in list(csv.reader(handle))[1:] if len(row) > 1)
-    words = min(text_words, 2 * caption_words) * epochs
+    ratio = config.text_ratio
+    multimodal = text_words + caption_words if ratio is None else min(text_words / ratio, caption_words / (1 - ratio))
+    words = min(text_words, multimodal) * epochs
     return max(int(words / (4.5 if config.quick else 22)), 1)
 
 
 def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -> tuple[Path, Path]:
     from ..training import TrainConfig, train
 
-    epochs = config.epochs or (1 if config.quick or config.data_dir else 4)
+    epochs = config.epochs or (1 if config.real else 4)
     unit = config.milestone_unit or milestone_unit(config, inputs, epochs)
     common: dict[str, Any] = {
         "init": init,
@@ -228,7 +298,8 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
         runs[mode] = out
         if (out / "checkpoints" / "final" / "config.json").is_file():
             continue
-        extra = {"captions": inputs.captions, "features": features} if mode == "multimodal" else {}
+        extra = {"captions": inputs.captions, "features": features, "text_ratio": config.text_ratio}
+        extra = extra if mode == "multimodal" else {}
         log(f"training the {mode} model ({epochs:g} epochs, a checkpoint every BabyLM milestone of {unit:,} words)")
         train(TrainConfig(mode=mode, out=out, **common, **extra))
     return runs["text"], runs["multimodal"]
@@ -236,19 +307,32 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run (or resume) the demo; returns the sweep outcome's table and files."""
+    import torch
+
+    from ..sweep.equal_words import markdown as equal_words_markdown
     from ..sweep.report import markdown_table, write_report
     from ..sweep.run import Sweep, SweepConfig
     from ..sweep.store import ResultStore
 
     start = time.perf_counter()
+    if config.device == "cpu":
+        torch.set_num_threads(config.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     config.out.mkdir(parents=True, exist_ok=True)
-    inputs = real_inputs(config) if config.data_dir else world_inputs(config)
-    tokenizer = make_tokenizer(config, inputs)
-    features = make_features(config, inputs)
-    init = make_init(config, tokenizer, features)
-    text_run, multimodal_run = train_both(config, inputs, init, features)
+    seconds: dict[str, float] = {}
+
+    def timed(stage: str, step: Callable[..., Any], *args: Any) -> Any:
+        began = time.perf_counter()
+        result = step(*args)
+        seconds[stage] = round(time.perf_counter() - began, 1)
+        return result
+
+    inputs = timed("data", real_inputs if config.real else world_inputs, config)
+    tokenizer = timed("tokenizer", make_tokenizer, config, inputs)
+    features = timed("features", make_features, config, inputs)
+    init = timed("init", make_init, config, tokenizer, features)
+    text_run, multimodal_run = timed("training", train_both, config, inputs, init, features)
 
     alphas = config.alphas or ([0.0, 0.5, 1.0] if config.quick else None)
     methods = ["linear", "ties"] if config.quick and config.methods == DEFAULT_METHODS else config.methods
@@ -268,27 +352,40 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         **common,
         methods=methods,
         tasks=inputs.tasks,
-        pairing=["best"],
+        pairing=[config.pairing],
         **({"alphas": alphas} if alphas else {}),
     )
-    log(f"sweep 1: the best pair (paper's rule) x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
+    log(f"sweep 1: the {config.pairing} pair x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
     sweep = Sweep(best, progress=config.progress)
-    best_pair = sweep.pairs()[0]
-    sweep.run()
+    best_pair = timed("selection", lambda: sweep.pairs()[0])
+    timed("sweep_best_pair", sweep.run)
     along = SweepConfig(
         **common,
         methods=["linear"],
-        tasks=inputs.tasks[:2],
+        tasks=inputs.tasks,
         pairing=["aligned"],
-        alphas=[0.0, 1.0] if config.quick else [0.0, 0.5, 1.0],
+        alphas=config.aligned_alphas or ([0.0, 1.0] if config.quick else [0.0, 0.5, 1.0]),
     )
     log("sweep 2: checkpoint by checkpoint along training (linear)")
-    Sweep(along, progress=config.progress, share_from=sweep).run()
+    timed("sweep_aligned", Sweep(along, progress=config.progress, share_from=sweep).run)
 
     records = ResultStore(best.store).records()
     note = RANDOM_NOTE if sweep.random_backbone else ""
-    files = write_report(records, sweep_dir, note="random vision backbone" if note else "")
+    titles = WORLD_TITLES if inputs.synthetic else None
     chosen = f"text={best_pair[0].name}+multimodal={best_pair[1].name}"
-    table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None])
-    log(f"done in {time.perf_counter() - start:.0f} s")
-    return {"table": table, "files": files, "note": note, "pair": chosen, "synthetic": inputs.synthetic}
+    files = write_report(records, sweep_dir, "random vision backbone" if note else "", titles, selected=[chosen])
+    table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None], titles)
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    with atomic_file(config.out / "stage_seconds.json") as tmp:
+        tmp.write_text(json.dumps(seconds, indent=1) + "\n", encoding="utf-8")
+    log("seconds per stage (0 = already done): " + ", ".join(f"{k} {v:g}" for k, v in seconds.items()))
+    remarks = [f"selection: {line}" for line in sweep.selection_remarks]
+    return {
+        "equal_words": equal_words_markdown(records, titles),
+        "table": table,
+        "files": files,
+        "note": note,
+        "pair": chosen,
+        "synthetic": inputs.synthetic,
+        "remarks": remarks,
+    }

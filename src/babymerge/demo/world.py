@@ -39,11 +39,17 @@ COLOURS = {
     "orange": (245, 140, 30),
 }
 SHAPES = ["ball", "box", "kite", "cone", "block"]
-SIZES = {"big": 0.34, "small": 0.2}
+SIZES = {"big": 0.85, "small": 0.55}  # diameter, as a share of the image, of a scene's one thing
+BACKGROUND = (225, 225, 225)  # flat and the same for every scene, so colour and size carry the image
 RELATIONS = ["left of", "right of", "above", "below"]
 VERBS = {"rolls": "roll", "falls": "fall", "spins": "spin", "stops": "stop", "moves": "move"}
 AGENTS = ["mummy", "daddy", "the baby", "the dog", "the cat"]
 EVALUATION_DATA = "evaluation_data"
+MIRRORS = (
+    "Built to mirror the paper's conditions: captions are short noun phrases, another register than the "
+    "child-directed text corpus; the multimodal run takes half its words from captions; Winoground-style items "
+    "need positions, which one mean-pooled image token mostly loses. Details: babymerge's docs/WORLD.md."
+)
 PLURAL = {shape: shape + ("es" if shape.endswith("x") else "s") for shape in SHAPES}
 
 
@@ -52,15 +58,15 @@ class WorldSize(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scenes: int = Field(1200, ge=4)
-    matching_items: int = Field(80, ge=2)
+    scenes: int = Field(3000, ge=4)
+    matching_items: int = Field(160, ge=2)
     text_sentences: int = Field(8000, ge=10)
     pairs_per_phenomenon: int = Field(60, ge=2)
     image_size: int = Field(64, ge=32, le=512)
     seed: int = 0
 
 
-QUICK = WorldSize(scenes=96, matching_items=16, text_sentences=300, pairs_per_phenomenon=8)
+QUICK = WorldSize(scenes=1600, matching_items=40, text_sentences=2500, pairs_per_phenomenon=8)
 
 
 @dataclass(frozen=True)
@@ -75,12 +81,18 @@ class Thing:
 
 @dataclass(frozen=True)
 class Scene:
+    """One thing (a training or caption-matching scene), or two in a relation (a Winoground-style scene)."""
+
     first: Thing
-    relation: str
-    second: Thing
+    relation: str | None = None
+    second: Thing | None = None
 
     def caption(self) -> str:
-        return sentence(f"a {self.first.words()} is {self.relation} a {self.second.words()}")
+        if self.second is None:
+            return sentence(f"a {self.first.words()}")
+        return sentence(
+            f"a {self.first.colour} {self.first.shape} is {self.relation} a {self.second.colour} {self.second.shape}"
+        )
 
     def swapped_colours(self) -> Scene:
         """The same words rearranged: the two colours trade places (a Winoground-style foil)."""
@@ -97,6 +109,10 @@ def random_thing(rng: random.Random) -> Thing:
 
 
 def random_scene(rng: random.Random) -> Scene:
+    return Scene(random_thing(rng))
+
+
+def random_pair_scene(rng: random.Random) -> Scene:
     first = random_thing(rng)
     second = random_thing(rng)
     while second.colour == first.colour:
@@ -104,7 +120,8 @@ def random_scene(rng: random.Random) -> Scene:
     return Scene(first, rng.choice(RELATIONS), second)
 
 
-def draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, cx: float, cy: float, size: int) -> None:
+def draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, cx: float, cy: float, size: float) -> None:
+    """``thing`` centred at (cx, cy), its diameter ``SIZES[thing.size]`` times ``size`` pixels."""
     r = SIZES[thing.size] * size / 2
     colour = COLOURS[thing.colour]
     box = (cx - r, cy - r, cx + r, cy + r)
@@ -121,18 +138,23 @@ def draw_thing(draw: ImageDraw.ImageDraw, thing: Thing, cx: float, cy: float, si
 
 
 def render(scene: Scene, size: int, rng: random.Random) -> Image.Image:
-    """The scene on a light background: the first thing stands ``relation`` the second."""
-    background = tuple(rng.randint(200, 250) for _ in range(3))
-    image = Image.new("RGB", (size, size), background)
+    """The scene on a flat light background: one thing large in the middle, or two things at half that size,
+    the first standing ``relation`` the second."""
+    image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    near, far = size * 0.28, size * 0.72
-    jitter = size * 0.05
+    jitter = size * 0.04
+    if scene.second is None:
+        draw_thing(
+            draw, scene.first, size / 2 + rng.uniform(-jitter, jitter), size / 2 + rng.uniform(-jitter, jitter), size
+        )
+        return image
+    near, far = 0.25, 0.75
     offsets = {"left of": ((near, 0.5), (far, 0.5)), "right of": ((far, 0.5), (near, 0.5))}
     offsets |= {"above": ((0.5, near), (0.5, far)), "below": ((0.5, far), (0.5, near))}
     for thing, (x, y) in zip((scene.first, scene.second), offsets[scene.relation], strict=True):
-        x = x * size if x <= 1 else x
-        y = y * size if y <= 1 else y
-        draw_thing(draw, thing, x + rng.uniform(-jitter, jitter), y + rng.uniform(-jitter, jitter), size)
+        draw_thing(
+            draw, thing, x * size + rng.uniform(-jitter, jitter), y * size + rng.uniform(-jitter, jitter), size / 2
+        )
     return image
 
 
@@ -279,7 +301,7 @@ def generate_world(out_dir: str | os.PathLike, size: WorldSize | None = None, *,
         # Winoground-style pairs: a scene and its colour-swapped twin, each image with both captions.
         rows_wg = []
         for index in range(max(size.matching_items // 2, 1)):
-            scene = random_scene(rng)
+            scene = random_pair_scene(rng)
             twin = scene.swapped_colours()
             for key, own, other in (("image_0", scene, twin), ("image_1", twin, scene)):
                 save(f"{index}_{key}.png", own)
@@ -289,6 +311,7 @@ def generate_world(out_dir: str | os.PathLike, size: WorldSize | None = None, *,
         words = sum(len(line.split()) for line in corpus)
         (tmp / "WORLD.md").write_text(
             "# A synthetic developmental world (generated by babymerge; not real data)\n\n"
+            f"{MIRRORS}\n\n"
             f"seed {size.seed}: {size.scenes} scenes ({size.image_size} px) with grounded captions, a text corpus of "
             f"{len(corpus)} sentences ({words} words), {size.pairs_per_phenomenon} minimal pairs for each of 5 "
             f"phenomena, {size.matching_items} image-caption matching items.\n",

@@ -59,11 +59,15 @@ class TaskScorer:
         return list(self.task_dicts)
 
     def score(self, task: str) -> list[dict[str, Any]]:
-        """``{"task", "metric", "value", "stderr"}`` rows for ``task`` (and its subtasks, when a group)."""
+        """``{"task", "metric", "value", "stderr"}`` rows for ``task`` (and its subtasks, when a group); the task's
+        own rows also carry ``items``, the documents scored."""
         results = lm_eval_evaluate(
             self.lm, self.task_dicts[task], limit=self.limit, bootstrap_iters=0, log_samples=False, verbosity="ERROR"
         )
-        return metric_rows(results or {}, task)
+        rows = metric_rows(results or {}, task)
+        # documents scored (all subtasks of a group): what one item is worth, for the selection rule's remarks
+        items = sum(int(n.get("effective", 0)) for n in (results or {}).get("n-samples", {}).values())
+        return [{**row, "items": items} if row["task"] == task else row for row in rows]
 
 
 def metric_rows(results: dict[str, Any], task: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_file
+from .tasks import chance_level, equal_words, is_image_task, title, words_label
 
 PRIMARY = ("acc", "text_score", "spearman", "acc_norm")
 
@@ -59,9 +60,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(records: list[dict[str, Any]]) -> str:
+def markdown_table(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> str:
     tasks, rows = point_rows(records)
-    labels = [f"{t} ({primary_metric(records, t)} x100)" for t in tasks]
+    labels = [f"{title(t, titles)} ({primary_metric(records, t)} x100)" for t in tasks]
     lines = ["| pair | method | alpha | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(tasks)]
     for row in rows:
         cells = [row["pair"], row["method"], f"{row['alpha']:g}"] + [_fmt(row.get(t)) for t in tasks]
@@ -69,13 +70,18 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """``sweep_table.md`` and ``sweep_table.csv`` in ``out_dir``."""
+def write_table(
+    records: list[dict[str, Any]], out_dir: str | os.PathLike, titles: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """``sweep_table.md`` (with the selection rule's remarks) and ``sweep_table.csv`` in ``out_dir``."""
+    from .selection import selection_remarks
+
     out_dir = Path(out_dir)
     tasks, rows = point_rows(records)
     md, csv_path = out_dir / "sweep_table.md", out_dir / "sweep_table.csv"
+    remarks = "".join(f"\n- selection rule: {line}" for line in selection_remarks(records))
     with atomic_file(md) as tmp:
-        tmp.write_text(markdown_table(records), encoding="utf-8")
+        tmp.write_text(markdown_table(records, titles) + (remarks and remarks + "\n"), encoding="utf-8")
     fields = ["pair", "method", "alpha", "text", "multimodal", "text_words", "multimodal_words", *tasks]
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
@@ -84,12 +90,7 @@ def write_table(records: list[dict[str, Any]], out_dir: str | os.PathLike) -> tu
     return md, csv_path
 
 
-def is_aligned(row: dict[str, Any]) -> bool:
-    """A checkpoint-by-checkpoint pair: the same milestone name, or the same words seen."""
-    return row.get("text") == row.get("multimodal") or row.get("text_words") == row.get("multimodal_words")
-
-
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     with atomic_file(path) as tmp:
@@ -98,95 +99,174 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def pair_styles(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Line style per pair: checkpoint-by-checkpoint pairs shaded by words seen (viridis, early = dark), other
-    pairs (the selected best ones) bold in distinct colours."""
-    import matplotlib.pyplot as plt
-
-    pairs = list(dict.fromkeys(r["pair"] for r in rows))
-    words = {r["pair"]: r.get("text_words") or 0 for r in rows}
-    aligned = sorted({r["pair"] for r in rows if is_aligned(r) and r.get("text_words")}, key=words.__getitem__)
-    if len(aligned) < 2:
-        aligned = []
-    shades = plt.cm.viridis([i / max(len(aligned) - 1, 1) * 0.9 for i in range(len(aligned))])
-    styles = {pair: {"color": shade, "linewidth": 1.2} for pair, shade in zip(aligned, shades, strict=True)}
-    bold = ["black", "tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown"]
-    for i, pair in enumerate(p for p in pairs if p not in styles):
-        styles[pair] = {"color": bold[i % len(bold)], "linewidth": 2.2}
-    return styles
+def pair_label(row: dict[str, Any]) -> str:
+    """Words seen by each side of a pair: ``text-only 1.6M / multimodal 150k words`` (one figure when equal)."""
+    text, multimodal = row.get("text_words"), row.get("multimodal_words")
+    if text is not None and text == multimodal:
+        return f"both at {words_label(text)} words"
+    return f"text-only {words_label(text)} / multimodal {words_label(multimodal)} words"
 
 
-def write_plots(records: list[dict[str, Any]], out_dir: str | os.PathLike, note: str = "") -> list[Path]:
-    """``<task>_vs_alpha.png`` for every task, and ``<task>_vs_words.png`` when several checkpoint-by-checkpoint
-    pairs (same milestone) were swept."""
+def words_axis(axis) -> None:
+    """A log axis of words seen, its ticks written as 150k, 1.6M."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: words_label(int(round(value)))))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
+def min_span(axis, span: float = 20.0) -> None:
+    """Widen the y range to at least ``span`` points, so that noise of a point or two does not look like a trend."""
+    low, high = axis.get_ylim()
+    if high - low < span:
+        middle = (low + high) / 2
+        axis.set_ylim(middle - span / 2, middle + span / 2)
+
+
+def write_plots(
+    records: list[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    note: str = "",
+    titles: dict[str, str] | None = None,
+    selected: list[str] | None = None,
+) -> list[Path]:
+    """``<task>_vs_alpha.png`` for every task (one panel per method, one y range), and ``<task>_vs_words.png``
+    when several checkpoint-by-checkpoint pairs were swept. ``selected`` pairs (default: those that are not
+    checkpoint by checkpoint) are drawn bold; ``note`` is written on image tasks only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks, rows = point_rows(records)
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    pairs = list(dict.fromkeys(r["pair"] for r in rows))
-    styles = pair_styles(rows)
+    first_row = {}
+    for r in rows:
+        first_row.setdefault(r["pair"], r)
+    aligned = sorted(
+        (p for p, r in first_row.items() if equal_words(r.get("text_words"), r.get("multimodal_words"))),
+        key=lambda p: first_row[p]["text_words"],
+    )
+    aligned = aligned if len(aligned) >= 2 else []
+    selected = selected or [p for p in first_row if p not in aligned]
+    aligned = [p for p in aligned if p not in selected]
+    bold = ["black", "tab:red", "tab:purple", "tab:brown"]
+    norm = None
+    if aligned:
+        words = [first_row[p]["text_words"] for p in aligned]
+        norm = LogNorm(min(words), max(words)) if max(words) > min(words) else None
     written = []
     for task in tasks:
         metric = primary_metric(records, task)
+        chance = chance_level(task)
+        name = title(task, titles)
         series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
         for r in rows:
             if r.get(task) is not None:
                 series[(r["pair"], r["method"])].append((r["alpha"], r[task]))
-        panels = [None] if len(pairs) == 1 else methods
-        figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-        legend: dict[str, Any] = {}
-        for axis, method in zip(axes[0], panels, strict=True):
-            for (pair, m), points in series.items():
-                if method is not None and m != method:
-                    continue
-                points.sort()
-                style = {} if method is None else styles[pair]
-                (line,) = axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, **style)
-                legend.setdefault(m if method is None else pair, line)
-            axis.set_xlabel("alpha (share of the text-only model)")
-            axis.set_ylabel(f"{task} {metric} (x100)")
-            axis.set_title(pairs[0] if method is None else method, fontsize=9)
+        figure, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
+        handles: dict[str, Any] = {}
+        for axis, method in zip(axes[0], methods, strict=True):
+            for pair in aligned:
+                points = sorted(series.get((pair, method), []))
+                if points and norm is not None:
+                    colour = plt.cm.viridis(0.9 * norm(first_row[pair]["text_words"]))
+                    axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, linewidth=1, alpha=0.8)
+            for i, pair in enumerate(selected):
+                points = sorted(series.get((pair, method), []))
+                if points:
+                    (line,) = axis.plot(
+                        [p[0] for p in points],
+                        [p[1] for p in points],
+                        color=bold[i % len(bold)],
+                        linewidth=2.2,
+                        marker="o",
+                        markersize=3,
+                    )
+                    handles.setdefault(f"merged pair: {pair_label(first_row[pair])}", line)
+            if chance is not None:
+                handles["chance"] = axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
+            axis.set_title(method.replace("_", " "), fontsize=10)
+            axis.set_xlabel("alpha  (0 = multimodal, 1 = text-only)")
+            axis.set_xlim(-0.03, 1.03)
             axis.grid(alpha=0.3)
-        if note:
-            figure.suptitle(note, fontsize=8)
-        figure.tight_layout(rect=(0, 0, 1, 0.95 if note else 1))
-        # one legend for all panels, outside them, so no line is hidden
-        figure.legend(list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
-        written.append(_save(figure, out_dir / f"{task}_vs_alpha.png"))
+            if note and is_image_task(task):
+                axis.text(0.02, 0.02, note, transform=axis.transAxes, fontsize=7, color="dimgray")
+        axes[0][0].set_ylabel(f"{metric} x100")
+        min_span(axes[0][0])
+        if aligned and norm is not None:
+            handles["checkpoint-by-checkpoint pairs (colour: words seen)"] = Line2D([], [], color=plt.cm.viridis(0.5))
+            bar = figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes[0]), pad=0.01)
+            bar.set_label("words seen (both models)")
+            ticks = words[:: max(len(words) // 5, 1)]
+            bar.set_ticks(ticks if ticks[-1] == words[-1] else [*ticks, words[-1]])
+            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: words_label(int(round(value)))))
+            bar.ax.yaxis.set_minor_formatter(NullFormatter())
+        figure.suptitle(name, fontsize=11)
+        figure.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=2,
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, -0.12),
+        )
+        written.append(save_figure(figure, out_dir / f"{task}_vs_alpha.png"))
 
-        by_words = [r for r in rows if r.get(task) is not None and r.get("text_words") and is_aligned(r)]
-        if len({r["pair"] for r in by_words}) < 2:
+        by_words = [r for r in rows if r.get(task) is not None and equal_words(r["text_words"], r["multimodal_words"])]
+        counts = defaultdict(set)
+        for r in by_words:
+            counts[r["method"]].add(r["text_words"])
+        word_methods = [m for m in dict.fromkeys(r["method"] for r in by_words) if len(counts[m]) >= 2]
+        if not word_methods:
             continue
-        word_methods = list(dict.fromkeys(r["method"] for r in by_words))
-        figure, axes = plt.subplots(1, len(word_methods), figsize=(5 * len(word_methods), 4), squeeze=False)
+        figure, axes = plt.subplots(
+            1, len(word_methods), figsize=(4.8 * len(word_methods), 3.6), squeeze=False, sharey=True
+        )
         for axis, method in zip(axes[0], word_methods, strict=True):
             alphas = sorted({r["alpha"] for r in by_words if r["method"] == method})
-            colours = plt.cm.viridis([i / max(len(alphas) - 1, 1) for i in range(len(alphas))])
+            colours = plt.cm.coolwarm([i / max(len(alphas) - 1, 1) for i in range(len(alphas))])
             for alpha, colour in zip(alphas, colours, strict=True):
                 at: dict[int, float] = {}  # one point per words count (a milestone and ``final`` may coincide)
                 for r in by_words:
                     if r["method"] == method and r["alpha"] == alpha:
                         at.setdefault(r["text_words"], r[task])
                 points = sorted(at.items())
-                axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour, label=f"{alpha:g}")
-            axis.set_xscale("log")
-            axis.set_xlabel("words seen (text-only checkpoint)")
-            axis.set_ylabel(f"{task} {metric} (x100)")
-            axis.set_title(method, fontsize=9)
+                label = {0.0: "0 (multimodal)", 1.0: "1 (text-only)"}.get(alpha, f"{alpha:g} (merged)")
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour, label=label)
+            if chance is not None:
+                axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+            words_axis(axis)
+            axis.set_xlabel("words seen (both models)")
+            axis.set_title(method.replace("_", " "), fontsize=10)
             axis.grid(alpha=0.3)
-            axis.legend(title="alpha", fontsize=6, ncol=2)
-        if note:
-            figure.suptitle(note, fontsize=8)
-        written.append(_save(figure, out_dir / f"{task}_vs_words.png"))
+            axis.legend(title="alpha", fontsize=7)
+            if note and is_image_task(task):
+                axis.text(0.02, 0.02, note, transform=axis.transAxes, fontsize=7, color="dimgray")
+        axes[0][0].set_ylabel(f"{metric} x100")
+        min_span(axes[0][0])
+        figure.suptitle(f"{name}: merging checkpoint by checkpoint, at equal words", fontsize=11)
+        written.append(save_figure(figure, out_dir / f"{task}_vs_words.png"))
     return written
 
 
-def write_report(records: list[dict[str, Any]], out_dir: str | os.PathLike, note: str = "") -> list[Path]:
-    """Table and plots; returns the files written."""
-    md, csv_path = write_table(records, out_dir)
-    return [md, csv_path, *write_plots(records, Path(out_dir) / "plots", note)]
+def write_report(
+    records: list[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    note: str = "",
+    titles: dict[str, str] | None = None,
+    selected: list[str] | None = None,
+) -> list[Path]:
+    """Table, the equal-word comparison, and plots; returns the files written."""
+    from .equal_words import write_equal_words
+
+    md, csv_path = write_table(records, out_dir, titles)
+    plots = write_plots(records, Path(out_dir) / "plots", note, titles, selected)
+    return [md, csv_path, *write_equal_words(records, out_dir, titles, note), *plots]

@@ -3,6 +3,7 @@ as soon as it exists; points are shared among processes (RANK / WORLD_SIZE) writ
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from ..merging.llava_text import as_multimodal_state, is_text_lm_folder, multimo
 from .checkpoints import Checkpoint, aligned_pairs, find_checkpoints
 from .evaluate import TaskScorer, babyllava_scorer
 from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, check_same_tensors, load_state
+from .selection import selection_remarks
 from .store import ResultStore, shard
 
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]  # holds the paper's 0.3, 0.5 and 0.8
@@ -208,7 +210,14 @@ class Sweep:
                 base |= {f"{role}_words": checkpoint.words, f"{role}_path": str(checkpoint.path)}
                 self._score_into_store(task, base)
             chosen.append(self._best(role, series, task))
+        for line in self.selection_remarks:
+            logging.getLogger(__name__).warning("selection rule: %s", line)
         return chosen[0], chosen[1]
+
+    @property
+    def selection_remarks(self) -> list[str]:
+        """Selection tasks that cannot tell the checkpoints apart (at chance, ties, within one item)."""
+        return selection_remarks(self.store.records())
 
     def _best(self, role: str, series: list[Checkpoint], task: str, wait_s: float = 3600) -> Checkpoint:
         """The checkpoint with the highest ``acc`` (first metric otherwise); waits for other ranks' scores."""

@@ -1,0 +1,58 @@
+"""Projected cost of the paper-scale study (two runs of ``text.yaml`` / ``multimodal.yaml``) from the model's
+FLOPs per token and a measured throughput.
+
+Training FLOPs per token (Kaplan et al. 2020's approximation, forward + backward = 3 x forward):
+    6 * (N_layers + N_head) + 12 * n_layer * context * d_model
+N_layers: attention and MLP weights of the decoder layers, N_head: the LM head (vocab x d_model); the input
+embedding is a lookup (no FLOPs); the projector runs once per row, not per token, and is left out.
+
+    python benchmarks/paper_scale/cost.py --measured-tokens-per-s 521
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from babymerge.modeling import BabyLlavaForConditionalGeneration, make_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", type=int, default=16000)
+    parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--words", type=float, default=100e6, help="words of data per epoch")
+    parser.add_argument("--epochs", type=float, default=10)
+    parser.add_argument("--subwords-per-word", type=float, default=1.36, help="the paper's tokenizer")
+    parser.add_argument("--measured-tokens-per-s", type=float, required=True, help="training throughput measured")
+    parser.add_argument("--measured-on", default="the measuring machine")
+    parser.add_argument("--gpu-peak-tflops", type=float, nargs="*", default=[125.0, 989.0])
+    parser.add_argument("--utilisation", type=float, default=0.3, help="assumed share of the GPU's peak")
+    args = parser.parse_args()
+
+    config = make_config("paper", vocab_size=args.vocab, image_token_index=3, bos_token_id=1, eos_token_id=2)
+    model = BabyLlavaForConditionalGeneration(config)
+    text = config.text_config
+    layers = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n and p.dim() == 2)
+    head = text.vocab_size * text.hidden_size
+    attention = 12 * text.num_hidden_layers * args.context * text.hidden_size
+    flops_per_token = 6 * (layers + head) + attention
+    tokens = args.words * args.epochs * args.subwords_per_word * 2  # two runs: text-only and multimodal
+    total = tokens * flops_per_token
+    print(f"parameters: {model.num_parameters():,} (decoder-layer matrices {layers:,}, LM head {head:,})")
+    print(f"training FLOPs per token: 6 x ({layers:,} + {head:,}) + {attention:,} = {flops_per_token / 1e6:.1f} M")
+    per_run = f"{args.words:.3g} words x {args.epochs:g} epochs x {args.subwords_per_word} subwords/word"
+    print(f"tokens, both runs: {per_run} x 2 = {tokens:.3g}")
+    print(f"total: {total:.3g} FLOPs")
+    seconds = tokens / args.measured_tokens_per_s
+    achieved = args.measured_tokens_per_s * flops_per_token / 1e12
+    print(
+        f"at the measured {args.measured_tokens_per_s:g} tokens/s ({achieved:.3f} TFLOP/s achieved) on "
+        f"{args.measured_on}: {seconds / 3600:,.0f} h = {seconds / 86400:,.1f} days"
+    )
+    for peak in args.gpu_peak_tflops:
+        gpu_seconds = total / (peak * 1e12 * args.utilisation)
+        print(f"one GPU of {peak:g} TFLOP/s peak at {args.utilisation:.0%} of it: {gpu_seconds / 3600:.1f} GPU-hours")
+
+
+if __name__ == "__main__":
+    main()
