@@ -305,13 +305,29 @@ def test_malformed_and_missing_data_name_the_file(tmp_path, tokenizer):
     folder = tmp_path / "data" / "fast_eval" / "blimp_fast"
     folder.mkdir(parents=True)
     (folder / "broken.jsonl").write_text('{"sentence_good": "A cat runs.", "UID": "x"}\n')
-    with pytest.raises(BabymergeError, match=r"broken\.jsonl: record 1 lacks field\(s\) \['sentence_bad'\]"):
+    with pytest.raises(BabymergeError, match=r"broken\.jsonl: line 1 lacks field\(s\) \['sentence_bad'\]"):
         evaluate(model, tokenizer, ["babylm_blimp_fast"], data_dir=tmp_path / "data")
     (folder / "broken.jsonl").write_text("{not json\n")
     with pytest.raises(BabymergeError, match=r"broken\.jsonl: line 1 is not valid JSON"):
         evaluate(model, tokenizer, ["babylm_blimp_fast"], data_dir=tmp_path / "data")
     with pytest.raises(BabymergeError, match=r"ewok_fast: not found .*looked in data dir .*data"):
         evaluate(model, tokenizer, ["babylm_ewok_fast"], data_dir=tmp_path / "data")
+
+
+def test_data_errors_count_lines_per_file_and_refuse_empty_files(tmp_path):
+    """A bad line in the second file is reported with that file's line number; an empty file is refused."""
+    from babymerge.evaluation.docs import minimal_pairs
+
+    folder = tmp_path / "fast_eval" / "blimp_fast"
+    folder.mkdir(parents=True)
+    pair = json.dumps({"sentence_good": "A cat runs.", "sentence_bad": "A cat run.", "UID": "a"})
+    (folder / "a.jsonl").write_text("\n".join([pair] * 5) + "\n")
+    (folder / "b.jsonl").write_text(f"{pair}\n\n{{broken\n")
+    with pytest.raises(BabymergeError, match=r"b\.jsonl: line 3 is not valid JSON"):
+        minimal_pairs("blimp_fast", data_dir=str(tmp_path))
+    (folder / "b.jsonl").write_text("\n")
+    with pytest.raises(BabymergeError, match=r"b\.jsonl: empty data file"):
+        minimal_pairs("blimp_fast", data_dir=str(tmp_path))
 
 
 def test_image_task_errors(layout, shared_data, tokenizer):
