@@ -117,7 +117,16 @@ def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, t
     assert "| babylm_blimp_fast | acc |" in done.stdout
     ours_results = json.loads(next((tmp_path / "ours").rglob("results_*.json")).read_text())["results"]
     assert ours_results["babylm_blimp_fast"]["acc,none"] == plain_results["babylm_blimp_fast"]["acc,none"]
-    hf = [python, "-m", "lm_eval", "run", "--model", "hf", "--model_args", f"pretrained={checkpoint}"]
+    hf = [
+        python,
+        "-m",
+        "lm_eval",
+        "run",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={checkpoint},trust_remote_code=True",
+    ]
     hf += ["--tasks", "babylm_blimp_fast", "--limit", "3", "--metadata", metadata, "--device", "cpu"]
     done = run_in(fresh_env, hf, cwd=tmp_path)
     assert done.returncode != 0 and "Traceback" not in done.stderr
