@@ -98,3 +98,12 @@ def test_data_fails_when_required_data_is_missing(tmp_path):
     assert f"| blimp_fast | no | yes | {tmp_path / 'fast_eval' / 'blimp_fast'} |" in done.stdout
     [line] = done.stderr.strip().splitlines()
     assert "required data missing: blimp, blimp_fast" in line
+
+
+def test_save_to_model_needs_a_local_folder(tmp_path, capsys):
+    from babymerge.cli import main
+
+    args = ["eval", "someone/on-the-hub", "--tasks", "babylm_blimp_fast", "--output-path", str(tmp_path)]
+    assert main(args + ["--save-to-model"]) == 2
+    assert "someone/on-the-hub: not a local model folder" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -113,6 +113,8 @@ def run_cli(
     only (its ~10k built-in configs are skipped). ``save_to_model`` also writes ``eval_results.json`` (metrics
     only, see :func:`model_results`) into ``model_dir`` for ``babymerge push``.
     """
+    if save_to_model and not Path(model_dir).is_dir():
+        raise BabymergeError(f"{model_dir}: not a local model folder; cannot save {MODEL_RESULTS_FILE} into it")
     from lm_eval.__main__ import cli_evaluate
 
     from ..io import atomic_file
@@ -142,8 +144,6 @@ def run_cli(
     with atomic_file(results_file.with_name(results_file.stem + "_summary.md")) as tmp:
         tmp.write_text(table + "\n")
     if save_to_model:
-        if not Path(model_dir).is_dir():
-            raise BabymergeError(f"{model_dir}: not a local model folder; cannot save {MODEL_RESULTS_FILE} into it")
         with atomic_file(Path(model_dir) / MODEL_RESULTS_FILE) as tmp:
             tmp.write_text(json.dumps(model_results(results), indent=2) + "\n")
     return table
