@@ -5,6 +5,8 @@ of ``babymerge --help`` and the start-up hook's cost on ``python -c pass``.
 
     python benchmarks/eval_end_to_end.py [--preset paper] [--limit 200] [--repeats 1]
 
+With ``--repeats N`` every command runs N times (the order of the commands alternates) and medians are shown.
+
 Each command's time to its first scored request is when lm-eval's "Running loglikelihood requests" progress
 bar first appears on its stderr. ``--model hf`` stops on BLiMP and Wug after scoring everything (babymerge's
 whole-sentence tasks need ``--model babyllava``): its time is still the full run up to that stop.
@@ -34,6 +36,7 @@ LAYOUT = {  # BabyLM evaluation_data layout -> ../shared/data (symlinks, nothing
 }
 TASKS = ["babylm_wug_adj", "babylm_ewok_fast", "babylm_blimp_fast"]
 MARK = "Running loglikelihood requests"
+LOOP = "scoring loop alone (BabyLlavaLM.loglikelihood)"
 BIN = Path(sys.executable).parent
 
 
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--limit", type=int, default=200, help="documents per task (Wug adjectives has 200)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every command (medians are reported)")
     parser.add_argument("--help-repeats", type=int, default=5)
     parser.add_argument("--pass-repeats", type=int, default=21)
     parser.add_argument("--text", default=str(SHARED / "babylm_text/train_600k/childes.train"))
@@ -112,26 +116,32 @@ def main() -> None:
             + ["--output_path", str(out / "hf")],
         }
 
-    rows = []
-    for number, task in enumerate(TASKS):
-        runs = commands(task, work / task)
-        names = list(runs) if number % 2 == 0 else list(runs)[::-1]  # alternate the order between tasks
-        for name in names:
-            wall, first, code = timed_command(runs[name])
-            rows.append((task, name, wall, first, code))
-            print(f"{task} | {name} | {wall:.1f} s | first scored request {first} s | exit {code}", flush=True)
-        loop = scoring_loop(checkpoint, layout, task, args.limit, args.batch_size)
-        rows.append((task, "scoring loop alone (BabyLlavaLM.loglikelihood)", loop, None, 0))
-        print(f"{task} | scoring loop alone | {loop:.1f} s", flush=True)
+    runs: dict[tuple[str, str], list[tuple[float, float | None, int]]] = {}
+    for repeat in range(args.repeats):
+        for number, task in enumerate(TASKS):
+            commands_of = commands(task, work / f"{task}-{repeat}")
+            names = list(commands_of) if (number + repeat) % 2 == 0 else list(commands_of)[::-1]  # alternate
+            for name in names:
+                wall, first, code = timed_command(commands_of[name])
+                runs.setdefault((task, name), []).append((wall, first, code))
+                print(f"{task} | {name} | {wall:.1f} s | first scored request {first} s | exit {code}", flush=True)
+            loop = scoring_loop(checkpoint, layout, task, args.limit, args.batch_size)
+            runs.setdefault((task, LOOP), []).append((loop, None, 0))
+            print(f"{task} | {LOOP} | {loop:.1f} s", flush=True)
 
-    print(f"\npreset {args.preset}, limit {args.limit} documents per task, batch size {args.batch_size}\n")
+    print(f"\npreset {args.preset}, limit {args.limit} documents per task, batch size {args.batch_size}, ")
+    print(f"medians of {args.repeats} run(s)\n")
     print("| task | command | wall s | start-up: s to first scored request | exit |\n|---|---|---|---|---|")
-    for task, name, wall, first, code in rows:
-        print(f"| {task} | {name} | {wall:.1f} | {'' if first is None else f'{first:.1f}'} | {code} |")
+    for (task, name), values in runs.items():
+        wall = statistics.median(v[0] for v in values)
+        firsts = [v[1] for v in values if v[1] is not None]
+        first = f"{statistics.median(firsts):.1f}" if firsts else ""
+        print(f"| {task} | {name} | {wall:.1f} | {first} | {'/'.join(str(v[2]) for v in values)} |")
     for task in TASKS:
-        by = {name: wall for t, name, wall, _, _ in rows if t == task}
-        ratios = ", ".join(f"{name}: {by[name] / by['lm_eval --model hf']:.2f}" for name in list(by)[:3])
-        print(f"{task}: wall time / lm_eval --model hf: {ratios}")
+        hf = [v[0] for v in runs[(task, "lm_eval --model hf")]]
+        for name in ("babymerge eval", "lm_eval --model babyllava", LOOP):
+            ratios = [v[0] / h for v, h in zip(runs[(task, name)], hf, strict=True)]
+            print(f"{task}: {name} / lm_eval --model hf, per run: {', '.join(f'{r:.2f}' for r in ratios)}")
 
     helps = median_run([str(BIN / "babymerge"), "--help"], args.help_repeats)
     lm_eval_help = median_run([str(BIN / "lm_eval"), "--help"], args.help_repeats)
