@@ -134,3 +134,16 @@ def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, t
     saved = json.loads((checkpoint / "eval_results.json").read_text())
     assert saved["limit"] == 3.0 and set(saved["results"]["babylm_blimp_fast"]) == {"acc,none"}
     assert str(tmp_path) not in json.dumps(saved) and str(checkpoint) not in json.dumps(saved)
+
+
+def test_babymerge_eval_indexes_only_babymerge_tasks():
+    """Inside ``babymerge_tasks_only`` (used by ``babymerge eval`` for babymerge's tasks) lm-eval's TaskManager
+    indexes babymerge's folder alone, not lm-eval's built-in task configs."""
+    from lm_eval.tasks import TaskManager
+
+    from babymerge.evaluation.plugin import babymerge_task_names, babymerge_tasks_only
+
+    with babymerge_tasks_only():
+        manager = TaskManager()
+    assert set(manager.all_tasks) == babymerge_task_names()
+    assert {"babylm_text_fast", "babylm_blimp_fast"} <= set(manager.all_tasks)
