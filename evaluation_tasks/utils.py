@@ -15,6 +15,7 @@ from babymerge.evaluation.metrics import (  # noqa: F401  (named by the YAMLs)
     image_score,
     macro_accuracy,
     pair_results,
+    sentence_pair_results,
     spearman,
     text_score,
     winoground_results,

@@ -260,19 +260,21 @@ def test_caption_matching_scores_the_image(layout, shared_data, tokenizer):
 
 def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
     """``--model hf`` on a checkpoint folder: entity tracking and EWoK equal the BabyLM rules (with this tiny
-    vocabulary every EWoK target starts with a lone space token, scored by both); whole-sentence tasks
-    condition on ``<s>`` alone (lm-eval's empty-context rule), without ``<image>``: documented in docs."""
+    vocabulary every EWoK target starts with a lone space token, scored by both); whole-sentence tasks, where
+    lm-eval would condition on ``<s>`` alone instead of ``<s> <image>``, stop with one message naming
+    ``--model babyllava``."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM
 
     from babymerge.evaluation import tasks_dir
+    from babymerge.evaluation.metrics import ModelTypeError
 
     folder = make_checkpoint(4)
     lm = HFLM(pretrained=str(folder), trust_remote_code=True, device="cpu", batch_size=4)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    picks = {"babylm_entity_tracking_fast": [0, 100], "babylm_blimp_fast": [0, 300], "babylm_ewok_fast": [0, 700]}
+    picks = {"babylm_entity_tracking_fast": [0, 100], "babylm_ewok_fast": [0, 700]}
     manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(layout)})
     out = simple_evaluate(model=lm, tasks=list(picks), task_manager=manager, samples=picks, bootstrap_iters=0)
     tracking = read_jsonl_files(shared_data / "entity_tracking" / "fast")
@@ -286,15 +288,49 @@ def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
         targets = [" " + record["Target1"], " " + record["Target2"]]
         expected = [reference_logprob(model, tokenizer, record["Context1"], t) for t in targets]
         assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
-    blimp = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    for task in ("babylm_blimp_fast", "babylm_wug_adj"):
+        with pytest.raises(ModelTypeError, match=r"need `--model babyllava`"):
+            simple_evaluate(model=lm, tasks=[task], task_manager=manager, samples={task: [0]}, bootstrap_iters=0)
+
+
+def test_identical_blimp_pairs_count_as_correct(layout, shared_data, tokenizer):
+    """BLiMP fast holds pairs whose two sentences are identical: BabyLM's tie rule makes them correct."""
+    from babymerge.evaluation import evaluate
+    from babymerge.training.init import init_model
+
+    records = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    same = [i for i, (_, r) in enumerate(records) if r["sentence_good"] == r["sentence_bad"]]
+    assert len(same) == 3
+    model = init_model(tokenizer, "tiny", seed=1).eval()
+    picks = {"babylm_blimp_fast": same}
+    out = evaluate(model, tokenizer, list(picks), data_dir=layout, samples=picks, batch_size=8, log_samples=True)
     for sample in out["samples"]["babylm_blimp_fast"]:
-        sentence = blimp[sample["doc_id"]][1]["sentence_good"]
-        ids = [tokenizer.bos_token_id] + tokenizer(sentence, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), dim=-1)
-        bos_only = float(sum(logprobs[i - 1, ids[i]] for i in range(1, len(ids))))
-        assert resps(sample)[0] == pytest.approx(bos_only, abs=1e-4)
-        assert abs(bos_only - reference_logprob(model, tokenizer, "", sentence)) > 1e-3
+        good, bad = resps(sample)
+        assert good == bad
+    assert out["results"]["babylm_blimp_fast"]["acc,none"] == 1.0
+
+
+def test_wug_aggregate_is_the_float32_softmax_spearman():
+    """BabyLM takes the two-sentence softmax in float32: gaps past ~17 nats saturate at 1.0 and tie."""
+    from scipy.stats import rankdata
+
+    from babymerge.evaluation.metrics import BabyLMAnswer, spearman, wug_results
+
+    rng = np.random.default_rng(0)
+    first = rng.uniform(-60, -20, 200)
+    gaps = np.concatenate([rng.uniform(-3, 3, 100), rng.uniform(18, 40, 100)])  # half of them saturate
+    ratios = rng.uniform(0, 1, 200)
+    items = [
+        wug_results({"ratio": r}, [BabyLMAnswer((a, False)), BabyLMAnswer((a - g, False))])["spearman"]
+        for a, g, r in zip(first, gaps, ratios, strict=True)
+    ]
+    pairs = torch.tensor(np.stack([first, first - gaps], axis=1), dtype=torch.float32)
+    p_first = torch.softmax(pairs, dim=1)[:, 0].numpy()
+    assert (p_first == 1.0).sum() > 50
+    expected = np.corrcoef(rankdata(p_first), rankdata(ratios))[0, 1]
+    float64 = np.corrcoef(rankdata(1 / (1 + np.exp(-gaps))), rankdata(ratios))[0, 1]
+    assert spearman(items) == pytest.approx(expected, abs=1e-9)
+    assert abs(expected - float64) > 1e-3
 
 
 def test_malformed_and_missing_data_name_the_file(tmp_path, tokenizer):
@@ -305,13 +341,29 @@ def test_malformed_and_missing_data_name_the_file(tmp_path, tokenizer):
     folder = tmp_path / "data" / "fast_eval" / "blimp_fast"
     folder.mkdir(parents=True)
     (folder / "broken.jsonl").write_text('{"sentence_good": "A cat runs.", "UID": "x"}\n')
-    with pytest.raises(BabymergeError, match=r"broken\.jsonl: record 1 lacks field\(s\) \['sentence_bad'\]"):
+    with pytest.raises(BabymergeError, match=r"broken\.jsonl: line 1 lacks field\(s\) \['sentence_bad'\]"):
         evaluate(model, tokenizer, ["babylm_blimp_fast"], data_dir=tmp_path / "data")
     (folder / "broken.jsonl").write_text("{not json\n")
     with pytest.raises(BabymergeError, match=r"broken\.jsonl: line 1 is not valid JSON"):
         evaluate(model, tokenizer, ["babylm_blimp_fast"], data_dir=tmp_path / "data")
     with pytest.raises(BabymergeError, match=r"ewok_fast: not found .*looked in data dir .*data"):
         evaluate(model, tokenizer, ["babylm_ewok_fast"], data_dir=tmp_path / "data")
+
+
+def test_data_errors_count_lines_per_file_and_refuse_empty_files(tmp_path):
+    """A bad line in the second file is reported with that file's line number; an empty file is refused."""
+    from babymerge.evaluation.docs import minimal_pairs
+
+    folder = tmp_path / "fast_eval" / "blimp_fast"
+    folder.mkdir(parents=True)
+    pair = json.dumps({"sentence_good": "A cat runs.", "sentence_bad": "A cat run.", "UID": "a"})
+    (folder / "a.jsonl").write_text("\n".join([pair] * 5) + "\n")
+    (folder / "b.jsonl").write_text(f"{pair}\n\n{{broken\n")
+    with pytest.raises(BabymergeError, match=r"b\.jsonl: line 3 is not valid JSON"):
+        minimal_pairs("blimp_fast", data_dir=str(tmp_path))
+    (folder / "b.jsonl").write_text("\n")
+    with pytest.raises(BabymergeError, match=r"b\.jsonl: empty data file"):
+        minimal_pairs("blimp_fast", data_dir=str(tmp_path))
 
 
 def test_image_task_errors(layout, shared_data, tokenizer):
@@ -353,3 +405,22 @@ def test_blimp_original_covers_lm_evals_blimp_paradigms(layout):
     counts = pd.Series(minimal_pairs("blimp_original", data_dir=str(layout))["test"]["uid"]).value_counts()
     assert set(counts.index) == paradigms and len(paradigms) == 67
     assert set(counts) == {1000}
+
+
+def test_babyllava_model_type_does_not_run_foreign_remote_code(tmp_path):
+    """babyllava loads with babymerge's own classes; another checkpoint's code runs only when asked."""
+    from babymerge.evaluation.lm import BabyLlavaLM
+
+    marker = tmp_path / "code_ran"
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "sneaky", "auto_map": {"AutoConfig": "conf.SneakyConfig"}, "architectures": ["M"]})
+    )
+    (folder / "conf.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import PretrainedConfig\n"
+        "class SneakyConfig(PretrainedConfig):\n    model_type = 'sneaky'\n"
+    )
+    with pytest.raises(Exception, match="trust_remote_code"):
+        BabyLlavaLM(pretrained=str(folder), device="cpu")
+    assert not marker.exists()

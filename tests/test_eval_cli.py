@@ -10,8 +10,6 @@ import sys
 import pytest
 from test_eval import babylm_layout, winoground_features
 
-from babymerge.evaluation import tasks_dir
-
 CLI = [sys.executable, "-c", "import sys; from babymerge.cli import main; sys.exit(main())"]
 
 
@@ -55,34 +53,57 @@ def test_eval_reports_missing_data_in_one_line(tmp_path, make_checkpoint):
     assert f"{tmp_path / 'nowhere' / 'fast_eval' / 'ewok_fast'}: not found" in done.stderr
 
 
+def lm_eval_command(model: str, model_args: str, tasks: str, layout, out, *extra: str) -> list[str]:
+    """Plain ``lm_eval run``: babymerge's tasks come from the start-up hook, no ``--include_path``."""
+    return [sys.executable, "-m", "lm_eval", "run", "--model", model, "--model_args", model_args, "--tasks", tasks] + [
+        "--metadata",
+        json.dumps({"data_dir": str(layout)}),
+        "--device",
+        "cpu",
+        "--output_path",
+        str(out),
+        *extra,
+    ]
+
+
 def test_plain_lm_eval_hf_runs_text_tasks(tmp_path, layout, make_checkpoint):
     out = tmp_path / "results"
-    done = run(
-        [
-            sys.executable,
-            "-m",
-            "lm_eval",
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={make_checkpoint(7)},trust_remote_code=True",
-        ]
-        + [
-            "--include_path",
-            str(tasks_dir()),
-            "--tasks",
-            "babylm_entity_tracking_fast,babylm_ewok_fast",
-            "--limit",
-            "4",
-        ]
-        + ["--metadata", json.dumps({"data_dir": str(layout)}), "--device", "cpu", "--output_path", str(out)]
-    )
+    args = f"pretrained={make_checkpoint(7)},trust_remote_code=True"
+    tasks = "babylm_entity_tracking_fast,babylm_ewok_fast"
+    done = run(lm_eval_command("hf", args, tasks, layout, out, "--limit", "4"))
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
     assert set(results) == {"babylm_entity_tracking_fast", "babylm_ewok_fast"}
 
 
+def test_plain_lm_eval_hf_stops_on_whole_sentence_tasks_in_one_line(tmp_path, layout, make_checkpoint):
+    args = f"pretrained={make_checkpoint(7)},trust_remote_code=True"
+    done = run(lm_eval_command("hf", args, "babylm_blimp_fast", layout, tmp_path / "out", "--limit", "2"))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("babymerge's whole-sentence and image tasks")
+    assert "--model babyllava" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
 def test_data_lists_sources(layout):
     done = run(CLI + ["data", "--data-dir", str(layout)])
     assert done.returncode == 0
-    assert "| wug_past | no |" in done.stdout and "| ewok_fast | yes |" in done.stdout
+    assert "| wug_past | no | no |" in done.stdout and "| ewok_fast | yes | yes |" in done.stdout
+
+
+def test_data_fails_when_required_data_is_missing(tmp_path):
+    done = run(CLI + ["data", "--data-dir", str(tmp_path)])
+    assert done.returncode == 2
+    assert f"| blimp_fast | no | yes | {tmp_path / 'fast_eval' / 'blimp_fast'} |" in done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert "required data missing: blimp, blimp_fast" in line
+
+
+def test_save_to_model_needs_a_local_folder(tmp_path, capsys):
+    from babymerge.cli import main
+
+    args = ["eval", "someone/on-the-hub", "--tasks", "babylm_blimp_fast", "--output-path", str(tmp_path)]
+    assert main(args + ["--save-to-model"]) == 2
+    assert "someone/on-the-hub: not a local model folder" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

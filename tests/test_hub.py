@@ -26,44 +26,82 @@ def merged(make_checkpoint, tmp_path_factory):
     }
     out = tmp_path_factory.mktemp("merged") / "babyllava-linear-0.3"
     run_merge(MergeConfiguration.model_validate(recipe), str(out), options=MergeOptions(quiet=True))
-    results = {"results": {"blimp": {"acc,none": 0.7384, "acc_stderr,none": 0.01}, "ewok": {"acc,none": 0.52}}}
+    results = {
+        "results": {
+            "blimp": {"alias": "blimp", "acc,none": 0.7384, "acc_stderr,none": 0.01, "sample_len": 13400},
+            "ewok": {"acc,none": 0.52},
+        },
+        "config": {"limit": None, "model_args": f"pretrained={out}"},
+    }
     (out / "eval_results.json").write_text(json.dumps(results))
+    for hidden in (".cache/huggingface/token", ".git/config", ".env"):
+        (out / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (out / hidden).write_text(f"secret {out}\n")
     return out, text, mm
 
 
-def test_dry_run_lists_files_and_builds_the_card(merged, capsys):
+def test_dry_run_plans_model_files_and_a_hub_card(merged, capsys, tmp_path_factory):
     from huggingface_hub import ModelCard
 
     from babymerge.cli import main
 
     out, text, mm = merged
-    assert main(["push", str(out), "someone/babyllava-linear-0.3", "--dry-run"]) == 0
+    args = ["push", str(out), "someone/babyllava-linear-0.3", "--dry-run", "--license", "apache-2.0"]
+    assert main(args + ["--parent", f"{text}=someone/babyllava-text", "--parent", f"{mm}=someone/babyllava-mm"]) == 0
     printed = capsys.readouterr().out
+    plan = [line.split()[2] for line in printed.splitlines() if line.startswith("would upload ")]
     for name in ("model.safetensors", "config.json", "modeling_babyllava.py", "tokenizer.json", "eval_results.json"):
-        assert f"would upload {name} (" in printed
+        assert name in plan
+    assert not [name for name in plan if any(part.startswith(".") for part in name.split("/"))]
+    assert str(tmp_path_factory.getbasetemp()) not in printed  # no local absolute path in the plan or the card
     card = ModelCard(printed[printed.index("---") :])
-    assert str(text) in card.text and str(mm) in card.text
-    assert "`linear`" in card.text and '{"weight": 0.3}' in card.text and "merge_method: linear" in card.text
-    results = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
-    assert results == {("blimp", "acc"): 0.7384, ("ewok", "acc"): 0.52}
-    assert "merge" in card.data.tags
+    data = card.data
+    assert data.base_model == ["someone/babyllava-text", "someone/babyllava-mm"]
+    assert (data.base_model_relation, data.library_name, data.pipeline_tag) == (
+        "merge",
+        "transformers",
+        "text-generation",
+    )
+    assert data.license == "apache-2.0" and {"merge", "mergekit", "babyllava", "linear"} <= set(data.tags)
+    results = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results == {("blimp", "acc"): 0.7384, ("ewok", "acc"): 0.52}  # no stderr, no sample_len
+    assert card.text.count("merge_method: linear") == 1  # the recipe once
+    assert "`someone/babyllava-text`" in card.text and '{"weight": 0.3}' in card.text
+    assert "image_features=image_features" in card.text and 'tokenizer("The cat' in card.text
 
 
-def test_push_sends_one_commit_with_every_file(merged, monkeypatch):
+def test_push_sends_only_model_files_without_local_paths(merged, monkeypatch, tmp_path_factory):
     from huggingface_hub import HfApi
 
     from babymerge.hub import push
 
-    out, _, _ = merged
+    out, text, mm = merged
     sent = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: sent.setdefault("repo", repo_id))
     monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: sent.update(ops=operations))
-    push(out, "someone/m")
+    push(out, "someone/m", parents={str(text): "someone/t"})  # mm stays local: named by its folder name
     names = sorted(op.path_in_repo for op in sent["ops"])
-    expected = sorted(p.name for p in out.iterdir() if p.is_file())
+    expected = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
     assert sent["repo"] == "someone/m" and names == expected
+    local = str(tmp_path_factory.getbasetemp()).encode()
+    for op in sent["ops"]:
+        content = op.path_or_fileobj
+        data = content if isinstance(content, bytes) else open(content, "rb").read()
+        assert local not in data, op.path_in_repo
     readme = next(op for op in sent["ops"] if op.path_in_repo == "README.md")
     assert b"model-index" in readme.path_or_fileobj
+
+
+def test_push_refuses_results_of_a_limit_run_and_unknown_parents(merged, tmp_path, capsys):
+    from babymerge.cli import main
+
+    out, _, _ = merged
+    limited = tmp_path / "limited.json"
+    limited.write_text(json.dumps({"results": {"blimp": {"acc,none": 1.0}}, "config": {"limit": 16}}))
+    assert main(["push", str(out), "someone/m", "--dry-run", "--results", str(limited)]) == 2
+    assert main(["push", str(out), "someone/m", "--dry-run", "--parent", "nothing=someone/x"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert "results of a --limit 16 run" in errors[0] and "--parent nothing=someone/x: no parent" in errors[1]
 
 
 def test_push_without_network_fails_clearly(merged):

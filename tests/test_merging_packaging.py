@@ -1,4 +1,5 @@
-"""A regular (non-editable) wheel carries the start-up hook at its root, so ``pip install .`` installs it."""
+"""A regular (non-editable) wheel carries the start-up hook at its root, so ``pip install .`` installs it, and the
+task YAMLs of ``evaluation_tasks/`` as ``babymerge/evaluation_tasks/``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def test_wheel_ships_the_pth_at_site_packages_root(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder in ("src", "evaluation_tasks"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     command = [
         sys.executable,
         "-m",
@@ -35,6 +37,8 @@ def test_wheel_ships_the_pth_at_site_packages_root(tmp_path):
         names = set(archive.namelist())
         assert "babymerge-mergekit.pth" in names
         assert {"babymerge/merging/_autoload.py", "babymerge/merging/architectures/babyllava.json"} <= names
+        tasks = {f"babymerge/evaluation_tasks/{p.name}" for p in (REPO / "evaluation_tasks").glob("*.y*ml")}
+        assert tasks and tasks | {"babymerge/evaluation_tasks/utils.py"} <= names
         pth = archive.read("babymerge-mergekit.pth").decode()
     assert pth == (REPO / "src/babymerge/merging/babymerge-mergekit.pth").read_text()
     assert pth.startswith("import ") and pth.count("\n") == 1  # site.py runs one-line import statements only

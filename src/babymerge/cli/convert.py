@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..io import atomic_dir
-from ..modeling.convert import to_babyllava, to_reference
-
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import atomic_dir
+    from ..modeling.convert import to_babyllava, to_reference
+
     if args.to == "babyllava" and args.vision_tower:
         raise ValueError("--vision-tower only applies with --to reference")
     if args.to == "reference" and args.black_features:

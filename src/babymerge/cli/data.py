@@ -12,15 +12,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Shows the BabyLM evaluation_data layout the tasks read, which parts are present, and the "
         "official sources for users who are online (nothing is downloaded).",
     )
-    parser.add_argument("--data-dir", help="BabyLM evaluation_data folder (default $BABYMERGE_DATA or user cache)")
+    parser.add_argument(
+        "--data-dir", help="folder in BabyLM's evaluation_data layout (default $BABYMERGE_DATA or user cache)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import BabymergeError
     from ..evaluation import data_dir, describe_sources
 
+    rows = describe_sources(args.data_dir)
     print(f"data dir: {data_dir(args.data_dir)}")
-    print("| data set | present | path | source |\n|---|---|---|---|")
-    for row in describe_sources(args.data_dir):
-        print(f"| {row['name']} | {row['present']} | {row['path']} | {row['origin']} |")
+    print("| data set | present | required | path | source |\n|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['name']} | {row['present']} | {row['required']} | {row['path']} | {row['origin']} |")
+    missing = [row["name"] for row in rows if row["required"] == "yes" and row["present"] == "no"]
+    if missing:
+        raise BabymergeError(
+            f"{data_dir(args.data_dir)}: required data missing: {', '.join(missing)} (put each at the path shown "
+            f"above: BabyLM's evaluation_data layout, a folder or NAME.zip)"
+        )
     return 0

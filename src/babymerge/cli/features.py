@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..features.backbone import DEFAULT_BACKBONE, default_device, load_backbone, random_dinov2
-from ..features.extract import extract_features
-from ..features.images import list_images
-from ..features.pooling import POOLINGS
+# Copies of features.backbone.DEFAULT_BACKBONE and features.pooling.POOLINGS: `--help` imports no torch
+# (tests/test_cli_startup.py checks they agree).
+DEFAULT_BACKBONE = "facebook/dinov2-large"
+POOLINGS = ("mean", "grid", "patches")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..features.backbone import default_device, load_backbone, random_dinov2
+    from ..features.extract import extract_features
+    from ..features.images import list_images
+
     sources = list_images(args.images)
     if args.random_backbone:
         backbone = random_dinov2(args.seed)

@@ -6,18 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 from ..errors import BabymergeError
-from ..features.model_fields import model_fields
-from ..features.store import FeatureFile
-from ..modeling import PRESETS
-from ..training.init import init_model, save_checkpoint
-from ..training.tokenizer import IMAGE
+
+PRESETS = ("paper", "tiny")  # modeling.presets.PRESETS (kept here: `--help` imports no transformers)
 
 
 def load_tokenizer(folder: str):
     """The tokenizer folder written by ``babymerge tokenizer``; it must know the ``<image>`` token."""
+    from transformers import AutoTokenizer
+
+    from ..training.tokenizer import IMAGE
+
     if not (Path(folder) / "tokenizer.json").is_file():
         raise BabymergeError(f"{folder}: no tokenizer.json (make one with `babymerge tokenizer`)")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -27,6 +26,10 @@ def load_tokenizer(folder: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..features.model_fields import model_fields
+    from ..features.store import FeatureFile
+    from ..training.init import init_model, save_checkpoint
+
     tokenizer = load_tokenizer(args.tokenizer)
     fields = {}
     if args.features:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..io import atomic_dir
-from ..training.tokenizer import subwords_per_word, text_files, train_tokenizer
-
 PAPER_RATIO = 1.36
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import atomic_dir
+    from ..training.tokenizer import subwords_per_word, text_files, train_tokenizer
+
     if args.vocab_size < 300:
         raise ValueError(f"--vocab-size must be at least 300 (256 bytes + specials), got {args.vocab_size}")
     if args.num_image_tokens < 1:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..training.config import TrainConfig
-
 FLAGS = {
     # flag: (config field, type, help)
     "--mode": ("mode", str, "text or multimodal"),
@@ -45,6 +43,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.config import TrainConfig
     from ..training.run import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

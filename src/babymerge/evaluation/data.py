@@ -9,7 +9,6 @@ password-protected): zips are read in memory, nothing is extracted to disk.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import zipfile
@@ -34,12 +33,15 @@ class Source:
     path: str
     origin: str
     password: str | None = None
+    required: bool = True  # part of BabyLM's public evaluation_data (``babymerge data`` fails without it)
 
 
 SOURCES: dict[str, Source] = {
     "blimp": Source("full_eval/blimp_filtered", BABYLM),
     "blimp_fast": Source("fast_eval/blimp_fast", BABYLM),
-    "blimp_original": Source("extra_eval/blimp_original", "https://github.com/alexwarstadt/blimp (data/*.jsonl)"),
+    "blimp_original": Source(
+        "extra_eval/blimp_original", "https://github.com/alexwarstadt/blimp (data/*.jsonl)", required=False
+    ),
     "supplement": Source("full_eval/supplement_filtered", BABYLM),
     "supplement_fast": Source("fast_eval/supplement_fast", BABYLM),
     "ewok": Source("full_eval/ewok_filtered", BABYLM + "; zip password per the EWoK terms of use", "ewok"),
@@ -47,12 +49,16 @@ SOURCES: dict[str, Source] = {
     "entity_tracking": Source("full_eval/entity_tracking", BABYLM),
     "entity_tracking_fast": Source("fast_eval/entity_tracking_fast", BABYLM),
     "wug_adj": Source("full_eval/wug_adj_nominalization", BABYLM),
-    "wug_past": Source("full_eval/wug_past_tense", "not public: ask the BabyLM organisers (Hofmann et al.)"),
+    "wug_past": Source(
+        "full_eval/wug_past_tense", "not public: ask the BabyLM organisers (Hofmann et al.)", required=False
+    ),
     "winoground": Source(
         "full_eval/winoground_filtered",
         BABYLM + "; images: https://huggingface.co/datasets/facebook/winoground (gated)",
     ),
-    "caption_matching": Source("extra_eval/caption_matching", "Flickr8k-format captions.txt (image,caption)"),
+    "caption_matching": Source(
+        "extra_eval/caption_matching", "Flickr8k-format captions.txt (image,caption)", required=False
+    ),
 }
 
 
@@ -67,10 +73,25 @@ def _passwords(source: Source) -> list[bytes]:
     return [p.encode() for p in ([source.password] if source.password else []) + extra]
 
 
-def read_lines(name: str, root: str | os.PathLike | None = None, suffix: str = ".jsonl") -> Iterator[tuple[str, str]]:
-    """Yield ``(file, line)`` for the non-empty lines of data set ``name``'s files, files in name order.
+def _numbered(file: str, text: str) -> Iterator[tuple[str, int, str]]:
+    """``(file, line number in that file, line)`` for the non-empty lines; an empty file is an error (it would
+    silently drop its paradigm from a macro-average)."""
+    found = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            found = True
+            yield file, number, line
+    if not found:
+        raise BabymergeError(f"{file}: empty data file (expected one JSON record per line)")
 
-    ``file`` names the file for error messages (``folder/x.jsonl`` or ``folder.zip:member``).
+
+def read_lines(
+    name: str, root: str | os.PathLike | None = None, suffix: str = ".jsonl"
+) -> Iterator[tuple[str, int, str]]:
+    """Yield ``(file, line number, line)`` for the non-empty lines of data set ``name``'s files, in name order.
+
+    ``file`` names the file for error messages (``folder/x.jsonl`` or ``folder.zip:member``); line numbers
+    count within that file.
     """
     source = SOURCES[name]
     base = data_dir(root) / source.path
@@ -79,9 +100,7 @@ def read_lines(name: str, root: str | os.PathLike | None = None, suffix: str = "
         if not files:
             raise BabymergeError(f"{base}: no {suffix} files for {name} (origin: {source.origin})")
         for file in files:
-            for line in file.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    yield str(file), line
+            yield from _numbered(str(file), file.read_text(encoding="utf-8"))
         return
     archive = base.with_name(base.name + ".zip")
     if archive.is_file():
@@ -93,7 +112,7 @@ def read_lines(name: str, root: str | os.PathLike | None = None, suffix: str = "
     )
 
 
-def _zip_lines(archive: Path, source: Source, suffix: str) -> Iterator[tuple[str, str]]:
+def _zip_lines(archive: Path, source: Source, suffix: str) -> Iterator[tuple[str, int, str]]:
     with zipfile.ZipFile(archive) as handle:
         members = sorted((m for m in handle.infolist() if m.filename.endswith(suffix)), key=lambda m: m.filename)
         if not members:
@@ -110,21 +129,19 @@ def _zip_lines(archive: Path, source: Source, suffix: str) -> Iterator[tuple[str
                 raise BabymergeError(
                     f"{archive}:{member.filename}: wrong or missing zip password (set ${ZIP_PASSWORDS_ENV})"
                 )
-            for line in io.StringIO(text):
-                if line.strip():
-                    yield f"{archive}:{member.filename}", line
+            yield from _numbered(f"{archive}:{member.filename}", text)
 
 
 def read_records(name: str, root: str | os.PathLike | None, fields: list[str]) -> Iterator[tuple[str, dict]]:
     """Yield ``(file, record)`` for each JSON line of data set ``name``, checking the required fields."""
-    for number, (file, line) in enumerate(read_lines(name, root), start=1):
+    for file, number, line in read_lines(name, root):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise BabymergeError(f"{file}: line {number} is not valid JSON ({error.msg})") from None
         missing = [f for f in fields if f not in record] if isinstance(record, dict) else fields
         if missing:
-            raise BabymergeError(f"{file}: record {number} lacks field(s) {missing} (expected {fields})")
+            raise BabymergeError(f"{file}: line {number} lacks field(s) {missing} (expected {fields})")
         yield file, record
 
 
@@ -163,5 +180,13 @@ def describe_sources(root: str | os.PathLike | None = None) -> list[dict[str, st
     for name, source in SOURCES.items():
         place = base / source.path
         present = place.is_dir() or place.with_name(place.name + ".zip").is_file()
-        out.append({"name": name, "path": str(place), "present": "yes" if present else "no", "origin": source.origin})
+        out.append(
+            {
+                "name": name,
+                "path": str(place),
+                "present": "yes" if present else "no",
+                "required": "yes" if source.required else "no",
+                "origin": source.origin,
+            }
+        )
     return out

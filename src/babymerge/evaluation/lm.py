@@ -25,9 +25,11 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from .. import modeling  # noqa: F401  (registers babyllava: its checkpoints load without remote code)
 from ..errors import BabymergeError
 from ..features.store import FeatureFile
 from . import shared_prefix
+from .metrics import BabyLMAnswer
 
 
 def babylm_split(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -64,13 +66,14 @@ class BabyLlavaLM(HFLM):
     """HFLM for babyllava checkpoints (a folder or a loaded model) with optional image features.
 
     ``features``: a feature file path (``babymerge features``) or a ``FeatureFile``; needed by image tasks.
+    babyllava checkpoints load with babymerge's own code: ``trust_remote_code`` stays off unless asked for.
+    Answers are ``BabyLMAnswer`` tuples, which the whole-sentence tasks require (see ``metrics.py``).
     """
 
     MULTIMODAL = True
 
     def __init__(self, pretrained: Any, features: str | os.PathLike | FeatureFile | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("backend", "causal")
-        kwargs.setdefault("trust_remote_code", True)
         super().__init__(pretrained=pretrained, **kwargs)
         config = self.model.config
         if not hasattr(config, "image_token_index") or not hasattr(config, "text_config"):
@@ -124,7 +127,8 @@ class BabyLlavaLM(HFLM):
                 if virtual not in context_enc:
                     raise BabymergeError(f"the tokenizer added no <image> token for image {image!r}")
             new_requests.append(((context, continuation, image), context_enc, continuation_enc))
-        return self._loglikelihood_tokens(new_requests, disable_tqdm=disable_tqdm)
+        answers = self._loglikelihood_tokens(new_requests, disable_tqdm=disable_tqdm)
+        return [BabyLMAnswer(answer) for answer in answers]
 
     def _loglikelihood_tokens(
         self, requests: list, disable_tqdm: bool = False, override_bs: int | None = None

@@ -6,7 +6,6 @@ and wins ties, as in BabyLM. Winoground's classic text/image/group scores use st
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -14,9 +13,40 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..errors import BabymergeError
+
+
+class BabyLMAnswer(tuple):
+    """``(log-likelihood, is_greedy)`` as the ``babyllava`` model type returns it: scored by BabyLM's rules."""
+
+
+class ModelTypeError(BabymergeError, SystemExit):
+    """A task that only ``--model babyllava`` scores as BabyLM does got another model type's answers.
+
+    Also a ``SystemExit``, so plain ``lm_eval`` stops with this one line (exit status 1) instead of a traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = message
+
+
+WRONG_MODEL_TYPE = (
+    "babymerge's whole-sentence and image tasks (BLiMP, supplement, Wug, Winoground, caption matching) need "
+    "`--model babyllava` (or `babymerge eval`): other lm-eval model types score an empty context as one prefix "
+    "token, not as BabyLM's `<s> <image>`, and give other numbers"
+)
+
 
 def _lls(results: Sequence[tuple[float, bool]]) -> list[float]:
     return [float(r[0]) for r in results]
+
+
+def _babylm_lls(results: Sequence[tuple[float, bool]]) -> list[float]:
+    """Log-likelihoods of a task whose context is empty; refuses answers not computed by ``babyllava``."""
+    if not all(isinstance(r, BabyLMAnswer) for r in results):
+        raise ModelTypeError(WRONG_MODEL_TYPE)
+    return _lls(results)
 
 
 def first_wins(lls: Sequence[float]) -> float:
@@ -25,8 +55,13 @@ def first_wins(lls: Sequence[float]) -> float:
 
 
 def pair_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
-    """BLiMP, supplement, EWoK: ``(uid, correct)`` for a macro-average over UIDs."""
+    """EWoK: ``(uid, correct)`` for a macro-average over UIDs (any model type scores it as BabyLM does)."""
     return {"acc": (doc["uid"], first_wins(_lls(results)))}
+
+
+def sentence_pair_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
+    """BLiMP, supplement (whole sentences, empty context): ``(uid, correct)``; ``babyllava`` answers only."""
+    return {"acc": (doc["uid"], first_wins(_babylm_lls(results)))}
 
 
 def macro_accuracy(items: Sequence[tuple[str, float]]) -> float:
@@ -50,10 +85,14 @@ def entity_tracking_accuracy(items: Sequence[tuple[str, int, float]]) -> float:
 
 
 def wug_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
-    """Probability of the first sentence after a softmax over the two, paired with the human ratio."""
-    first, second = _lls(results)
-    top = max(first, second)
-    p_first = math.exp(first - top) / (math.exp(first - top) + math.exp(second - top))
+    """Probability of the first sentence after a softmax over the two, paired with the human ratio.
+
+    The softmax is taken in float32, as BabyLM's ``compute_results.py`` does: large gaps saturate at 1.0 and
+    tie, which changes the Spearman ranks (float64 would keep them apart).
+    """
+    logits = np.asarray(_babylm_lls(results), dtype=np.float32)
+    weights = np.exp(logits - logits.max())
+    p_first = float(weights[0] / weights.sum())
     return {"spearman": (p_first, doc["ratio"])}
 
 
@@ -67,7 +106,7 @@ def spearman(items: Sequence[tuple[float, float]]) -> float:
 
 def winoground_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Unpaired accuracy (BabyLM's Winoground score) and the items the classic scores pair up."""
-    lls = _lls(results)
+    lls = _babylm_lls(results)
     item = (doc["example"], doc["image_key"], lls[0], lls[1])
     return {"acc": first_wins(lls), "text_score": item, "image_score": item, "group_score": item}
 
@@ -106,4 +145,4 @@ def group_score(items: Sequence[tuple[int, str, float, float]]) -> float:
 
 def choice_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Caption matching: correct when the true caption (index 0) scores at least as high."""
-    return {"acc": first_wins(_lls(results))}
+    return {"acc": first_wins(_babylm_lls(results))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -12,21 +13,12 @@ from typing import Any
 from ..errors import BabymergeError
 from .data import DATA_ENV, data_dir
 
-TASKS_ENV = "BABYMERGE_TASKS"
-
 
 def tasks_dir() -> Path:
-    """The ``evaluation_tasks`` folder: ``$BABYMERGE_TASKS``, else the one beside the babymerge sources."""
-    explicit = os.environ.get(TASKS_ENV)
-    folder = Path(explicit) if explicit else Path(__file__).resolve().parents[3] / "evaluation_tasks"
-    if not (folder / "utils.py").is_file():
-        raise BabymergeError(f"{folder}: evaluation_tasks folder not found (set ${TASKS_ENV} to its path)")
-    return folder
+    """The installed task folder (``evaluation_tasks/`` of the repository, ``babymerge.evaluation_tasks``)."""
+    from .plugin import tasks_path
 
-
-def _register_model() -> None:
-    """Importing the model module registers the ``babyllava`` model type with lm-eval."""
-    from . import lm  # noqa: F401  (registers the ``babyllava`` model type)
+    return tasks_path()
 
 
 def evaluate(
@@ -52,6 +44,9 @@ def evaluate(
     from lm_eval.tasks import TaskManager
 
     from .lm import BabyLlavaLM
+    from .plugin import include_tasks
+
+    include_tasks()
 
     root = str(_resolve_data_dir(data_dir))
     lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size)
@@ -110,28 +105,70 @@ def run_cli(
     device: str = "cpu",
     limit: str | None = None,
     extra: list[str] | None = None,
+    save_to_model: bool = False,
 ) -> str:
-    """Register ``babyllava`` and run lm-eval's own CLI; return the summary table of the results it saved."""
+    """Run lm-eval's own CLI with ``--model babyllava``; return the summary table of the results it saved.
+
+    When every requested name is one of babymerge's tasks or groups, lm-eval indexes babymerge's task folder
+    only (its ~10k built-in configs are skipped). ``save_to_model`` also writes ``eval_results.json`` (metrics
+    only, see :func:`model_results`) into ``model_dir`` for ``babymerge push``.
+    """
+    if save_to_model and not Path(model_dir).is_dir():
+        raise BabymergeError(f"{model_dir}: not a local model folder; cannot save {MODEL_RESULTS_FILE} into it")
     from lm_eval.__main__ import cli_evaluate
 
     from ..io import atomic_file
+    from .plugin import babymerge_task_names, babymerge_tasks_only, include_tasks, register_model
 
-    _register_model()
+    register_model()
+    include_tasks()
     root = _resolve_data_dir(data_dir)
     model_args = f"pretrained={model_dir}" + (f",features={features}" if features else "")
     argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", tasks]
-    argv += ["--include_path", str(tasks_dir()), "--metadata", json.dumps({"data_dir": str(root)})]
+    argv += ["--metadata", json.dumps({"data_dir": str(root)})]
     argv += ["--batch_size", str(batch_size), "--device", device, "--output_path", output_path]
     argv += ["--limit", str(limit)] if limit else []
     argv += list(extra or [])
     os.environ.setdefault(DATA_ENV, str(root))
+    requested = {name.strip() for name in tasks.split(",") if name.strip()}
+    only_ours = requested <= babymerge_task_names() and "--include_path" not in argv
     saved, sys.argv = sys.argv, argv
     try:
-        cli_evaluate()
+        with babymerge_tasks_only() if only_ours else contextlib.nullcontext():
+            cli_evaluate()
     finally:
         sys.argv = saved
     results_file = latest_results_file(output_path)
-    table = summary_table(json.loads(results_file.read_text()))
+    results = json.loads(results_file.read_text())
+    table = summary_table(results)
     with atomic_file(results_file.with_name(results_file.stem + "_summary.md")) as tmp:
         tmp.write_text(table + "\n")
+    if save_to_model:
+        with atomic_file(Path(model_dir) / MODEL_RESULTS_FILE) as tmp:
+            tmp.write_text(json.dumps(model_results(results), indent=2) + "\n")
     return table
+
+
+MODEL_RESULTS_FILE = "eval_results.json"
+
+
+def model_results(results: dict[str, Any]) -> dict[str, Any]:
+    """What a model folder keeps of an lm-eval results dict: metrics per task (no stderr, no ``sample_len``),
+    the document limit, task versions and the lm-eval version; no environment dump, no paths."""
+    config = results.get("config") or {}
+    return {
+        "results": {
+            task: {
+                key: value
+                for key, value in metrics.items()
+                if "," in key
+                and "_stderr" not in key
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+            }
+            for task, metrics in results.get("results", {}).items()
+        },
+        "limit": config.get("limit"),
+        "versions": results.get("versions", {}),
+        "lm_eval_version": results.get("lm_eval_version"),
+    }

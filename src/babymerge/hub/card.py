@@ -1,8 +1,11 @@
 """Model card of a merged checkpoint: parents, method and parameters, recipe, evaluation results (model-index).
 
 Built with huggingface_hub's ``ModelCard``/``ModelCardData``/``EvalResult`` from what the merge folder holds:
-``mergekit_config.yml`` (the recipe mergekit wrote) and, when present, lm-eval results
-(``eval_results.json`` in the folder or a file given explicitly).
+``mergekit_config.yml`` (the recipe mergekit wrote) and, when present, lm-eval results (``eval_results.json``
+written by ``babymerge eval --save-to-model``, or a results file given explicitly). Metadata follows the Hub's
+convention for merges (``base_model`` = the parents' Hub ids, ``base_model_relation: merge``); local parent
+folders are named by their Hub id (``--parent KEY=owner/name``) or, failing that, by their folder name, so no
+local absolute path reaches the card or the recipe that is uploaded.
 """
 
 from __future__ import annotations
@@ -96,29 +99,93 @@ def read_summary(out_dir: str | Path, results_file: str | Path | None = None) ->
 
 
 def read_results(path: Path) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value}}`` from an lm-eval results JSON (``{"results": {task: {"acc,none": ...}}}``)."""
+    """``{task: {metric: value}}`` from lm-eval results (``{"results": {task: {"acc,none": ...}}}``): metrics
+    only (``metric,filter`` keys, no stderr, no ``sample_len``); results of a ``--limit`` run are refused."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise BabymergeError(f"{path}: cannot read evaluation results ({error})") from error
-    table = data.get("results", data) if isinstance(data, dict) else None
+    table = data.get("results") if isinstance(data, dict) else None
     if not isinstance(table, dict):
         raise BabymergeError(f"{path}: expected a JSON object with a 'results' table")
+    limit = data.get("limit", (data.get("config") or {}).get("limit"))
+    if limit is not None:
+        raise BabymergeError(
+            f"{path}: results of a --limit {limit} run (a subset of each task); rerun `babymerge eval ... "
+            f"--save-to-model` without --limit before publishing them"
+        )
     out: dict[str, dict[str, float]] = {}
     for task, metrics in table.items():
         if not isinstance(metrics, dict):
             continue
         for key, value in metrics.items():
             metric = key.split(",")[0]
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in metric:
-                out.setdefault(task, {})[metric] = float(value)
+            if "," not in key or "stderr" in metric or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            out.setdefault(task, {})[metric] = float(value)
     return out
 
 
-def build_card(summary: MergeSummary, repo_id: str, mergekit_card: str | None = None):
-    """A ``huggingface_hub.ModelCard`` with model-index metadata for the evaluation results."""
+def parent_names(parents: list[str], hub_ids: dict[str, str] | None = None) -> dict[str, str]:
+    """How the card names each parent: its Hub id (a parent that is one already, or ``hub_ids[KEY]`` where KEY
+    is the parent's path or folder name), else its folder name. Every name in ``hub_ids`` must match a parent."""
+    hub_ids = dict(hub_ids or {})
+    names: dict[str, str] = {}
+    for key, repo in hub_ids.items():
+        if not REPO_ID.match(repo):
+            raise BabymergeError(f"--parent {key}={repo}: expected a Hub id owner/name")
+        matches = [p for p in parents if key in (p, Path(p).name) or Path(key).resolve() == Path(p).resolve()]
+        if len(matches) != 1:
+            found = "no parent" if not matches else f"{len(matches)} parents"
+            raise BabymergeError(
+                f"--parent {key}={repo}: {found} of this merge match {key!r} (parents: "
+                f"{', '.join(Path(p).name for p in parents)}; give a parent's folder name or path)"
+            )
+        names[matches[0]] = repo
+    for parent in parents:
+        names.setdefault(parent, parent if REPO_ID.match(parent) else Path(parent).name)
+    return names
+
+
+def public_recipe(recipe: str, names: dict[str, str]) -> str:
+    """The recipe with every parent path replaced by its name on the card (longest paths first)."""
+    for path in sorted(names, key=len, reverse=True):
+        recipe = recipe.replace(path, names[path])
+    return recipe
+
+
+def usage(repo_id: str) -> list[str]:
+    return [
+        "## Usage",
+        "",
+        "```python",
+        "import torch",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True).eval()',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)',
+        "",
+        "# Text only: the tokenizer adds `<s> <image>`; the image token sees the stored black image, as in training.",
+        'inputs = tokenizer("The cat sees the ball.", return_tensors="pt")',
+        "logits = model(**inputs).logits",
+        "",
+        "# With an image: its pooled vision features, (batch, num_image_tokens, vision_feature_dim), e.g. one row",
+        "# of a feature file made by `babymerge features` (mean-pooled DINOv2-large, 1024-d).",
+        "image_features = torch.randn(1, model.config.num_image_tokens, model.config.vision_feature_dim)",
+        "logits = model(**inputs, image_features=image_features).logits",
+        "```",
+        "",
+        "Evaluate with lm-eval once babymerge is installed (`pip install babymerge`):",
+        f"`lm_eval --model babyllava --model_args pretrained={repo_id} --tasks babylm_text_fast`.",
+        "",
+    ]
+
+
+def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | None = None, license: str = "unknown"):
+    """A ``huggingface_hub.ModelCard``: merge metadata, model-index results, parents, method, recipe, usage."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    names = names or parent_names(summary.parents)
     eval_results = [
         EvalResult(
             task_type="text-generation",
@@ -130,9 +197,11 @@ def build_card(summary: MergeSummary, repo_id: str, mergekit_card: str | None = 
         for task, metrics in sorted(summary.results.items())
         for metric, value in sorted(metrics.items())
     ]
-    hub_parents = [p for p in summary.parents if REPO_ID.match(p)]
+    hub_parents = [names[p] for p in summary.parents if REPO_ID.match(names[p])]
     data = ModelCardData(
         library_name="transformers",
+        pipeline_tag="text-generation",
+        license=license,
         tags=["merge", "mergekit", "babyllava", "babylm", summary.method],
         base_model=hub_parents or None,
         base_model_relation="merge" if hub_parents else None,
@@ -142,12 +211,11 @@ def build_card(summary: MergeSummary, repo_id: str, mergekit_card: str | None = 
     lines = [
         f"# {repo_id.split('/')[-1]}",
         "",
-        "A babyllava checkpoint merged with [mergekit](https://github.com/arcee-ai/mergekit) and babymerge. "
-        "It loads with `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`.",
+        "A babyllava checkpoint merged with [mergekit](https://github.com/arcee-ai/mergekit) and babymerge.",
         "",
         "## Parents",
         "",
-        *[f"- `{p}`" + (" (base model)" if p == summary.base_model else "") for p in summary.parents],
+        *[f"- `{names[p]}`" + (" (base model)" if p == summary.base_model else "") for p in summary.parents],
         "",
         "## Method",
         "",
@@ -157,9 +225,9 @@ def build_card(summary: MergeSummary, repo_id: str, mergekit_card: str | None = 
     if summary.parameters:
         lines += ["| scope | parameters |", "|---|---|"]
         for scope, params in summary.parameters.items():
-            lines.append(f"| `{scope}` | `{json.dumps(params, sort_keys=True)}` |")
+            lines.append(f"| `{public_recipe(scope, names)}` | `{json.dumps(params, sort_keys=True)}` |")
         lines.append("")
-    lines += ["## Recipe", "", "```yaml", summary.recipe.rstrip(), "```", ""]
+    lines += ["## Recipe", "", "```yaml", public_recipe(summary.recipe, names).rstrip(), "```", ""]
     if summary.results:
         lines += ["## Evaluation", "", "| task | metric | value |", "|---|---|---|"]
         lines += [
@@ -168,7 +236,5 @@ def build_card(summary: MergeSummary, repo_id: str, mergekit_card: str | None = 
             for metric, value in sorted(metrics.items())
         ]
         lines.append("")
-    if mergekit_card:
-        body = mergekit_card.split("---", 2)[-1].strip() if mergekit_card.startswith("---") else mergekit_card
-        lines += ["## mergekit's card", "", body, ""]
+    lines += usage(repo_id)
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines))

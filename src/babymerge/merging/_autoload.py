@@ -1,18 +1,25 @@
-"""Start-up hook (loaded by ``babymerge-mergekit.pth``): wait for mergekit, then plug babymerge into it.
+"""Start-up hook (loaded by ``babymerge-mergekit.pth``): wait for mergekit or lm-eval, then plug babymerge in.
 
 This file is executed at every interpreter start, so it imports nothing beyond ``os`` and ``sys`` and
-only installs a finder that watches three mergekit modules. When one of them finishes loading, the matching
-babymerge registration runs (architectures, the RegMean method, the guarded ``run_merge``).
-Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to disable it.
+only installs a finder that watches a few mergekit and lm-eval modules. When one of them finishes loading, the
+matching babymerge registration runs: for mergekit the architectures, the RegMean method and the guarded
+``run_merge``; for lm-eval the ``babyllava`` model type (a lazy registry entry) and babymerge's task folder
+(added to every ``TaskManager`` that indexes lm-eval's own tasks). Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to
+disable it.
 """
 
 import os
 import sys
 
+# module -> what runs right after it loaded: "module:function" calls, plain "module" imports. mergekit reads
+# babyllava configs, so babymerge.modeling (which registers them with transformers) comes first.
+_MERGEKIT = "babymerge.modeling babymerge.merging.plugin:"
 _ACTIONS = {
-    "mergekit.architecture.json_definitions": "register_architectures",
-    "mergekit.merge_methods.registry": "register_methods",
-    "mergekit.merge": "install_guard",
+    "mergekit.architecture.json_definitions": _MERGEKIT + "register_architectures",
+    "mergekit.merge_methods.registry": _MERGEKIT + "register_methods",
+    "mergekit.merge": _MERGEKIT + "install_guard",
+    "lm_eval.models": "babymerge.evaluation.plugin:register_model",
+    "lm_eval.tasks.manager": "babymerge.evaluation.plugin:include_tasks",
 }
 
 
@@ -31,12 +38,16 @@ class _AfterExec:
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        from babymerge.merging import plugin
+        import importlib
 
-        getattr(plugin, self._action)()
+        for step in self._action.split():
+            name, _, function = step.partition(":")
+            module = importlib.import_module(name)
+            if function:
+                getattr(module, function)()
 
 
-class _MergekitWatcher:  # a meta path finder; importlib.abc is not imported (it costs ~10 ms)
+class _MergekitWatcher:  # a meta path finder for mergekit and lm-eval; importlib.abc is not imported (it costs ~10 ms)
     def find_spec(self, fullname, path, target=None):
         action = _ACTIONS.get(fullname)
         if action is None:

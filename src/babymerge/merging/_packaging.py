@@ -1,7 +1,8 @@
 """Build step that ships ``babymerge-mergekit.pth`` into site-packages (wheel and editable installs).
 
 The .pth line loads ``merging/_autoload.py`` at interpreter start-up; that file only installs an import
-watcher, so the unmodified ``mergekit-yaml`` picks up babymerge's architectures, RegMean and the guard.
+watcher, so the unmodified ``mergekit-yaml`` picks up babymerge's architectures, RegMean and the guard, and
+plain ``lm_eval`` the ``babyllava`` model type and babymerge's tasks.
 Referenced from pyproject.toml's ``[tool.setuptools.cmdclass]``; setuptools loads this file by path.
 """
 

@@ -117,7 +117,7 @@ def gram_file(
     """Compute a model's Gram matrices on a text and/or image-caption sample and write them to ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import babymerge  # noqa: F401  (registers babyllava with the Auto classes)
+    import babymerge.modeling  # noqa: F401  (registers babyllava with the Auto classes)
 
     out = Path(out)
     if out.exists():

@@ -9,7 +9,7 @@ tensor is copied bit for bit. The reference layout has no place for the black im
 beside it as ``black_image.safetensors`` (feature-file layout with no images).
 
 Imports only json, torch, safetensors and transformers (the ``babyllava`` model type must be registered,
-which ``import babymerge`` does). Functions raise ``ValueError`` with one line naming the tensor or file.
+which importing ``babymerge.modeling`` does). Functions raise ``ValueError`` with one line naming the tensor or file.
 """
 
 from __future__ import annotations

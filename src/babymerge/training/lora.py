@@ -31,7 +31,7 @@ def fold_adapter(adapter: str | os.PathLike, out: str | os.PathLike, base: str |
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import babymerge  # noqa: F401  (registers babyllava with the Auto classes)
+    import babymerge.modeling  # noqa: F401  (registers babyllava with the Auto classes)
 
     from .init import save_checkpoint
     from .milestones import META_FILE

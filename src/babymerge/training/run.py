@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 def load_init(init: Path):
     """The initial model and tokenizer of a run."""
-    import babymerge  # noqa: F401  (registers babyllava)
+    import babymerge.modeling  # noqa: F401  (registers babyllava)
 
     if not (init / "config.json").is_file():
         raise BabymergeError(f"{init}: not a checkpoint folder (no config.json); make one with `babymerge init`")

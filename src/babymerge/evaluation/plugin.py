@@ -1,0 +1,96 @@
+"""Plug babymerge into lm-eval: the ``babyllava`` model type and babymerge's task folder.
+
+lm-eval 0.4.13 has no plugin discovery. The start-up hook (``merging/_autoload.py``) calls these functions as
+soon as the matching lm-eval module has loaded, so plain ``lm_eval --model babyllava --tasks babylm_...`` and
+``lm_eval ls tasks`` know babymerge; code that runs without the hook can call them itself. Both are idempotent
+and import nothing heavy (the model class is a lazy registry entry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import BabymergeError
+
+MODEL_NAME = "babyllava"
+MODEL_TARGET = "babymerge.evaluation.lm:BabyLlavaLM"
+_state = threading.local()
+
+
+def tasks_path() -> Path:
+    """The installed task folder (``babymerge.evaluation_tasks``: ``evaluation_tasks/`` of the repository)."""
+    spec = importlib.util.find_spec("babymerge.evaluation_tasks")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        if (Path(folder) / "utils.py").is_file():
+            return Path(folder)
+    raise BabymergeError(f"babymerge's task folder (babymerge.evaluation_tasks) is not installed; looked in {folders}")
+
+
+def register_model() -> None:
+    """Add ``babyllava`` to lm-eval's model registry (imported only when lm-eval asks for it)."""
+    from lm_eval.api.registry import model_registry
+
+    if MODEL_NAME not in model_registry:
+        model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+
+
+def _as_list(include_path) -> list:
+    if not include_path:
+        return []
+    return list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+
+
+def include_tasks() -> None:
+    """Make every ``TaskManager`` that indexes lm-eval's own tasks also index babymerge's task folder.
+
+    Inside :func:`babymerge_tasks_only` it indexes babymerge's folder (and given include paths) only.
+    """
+    from lm_eval.tasks import manager
+
+    original = manager.TaskManager.__init__
+    if getattr(original, "_babymerge", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self, verbosity=None, include_path=None, include_defaults=True, metadata=None):
+        if include_defaults or getattr(_state, "only", False):
+            ours = tasks_path()
+            given = _as_list(include_path)
+            if not any(Path(p).resolve() == ours.resolve() for p in given):
+                include_path = [ours, *given]
+            include_defaults = include_defaults and not getattr(_state, "only", False)
+        original(self, verbosity, include_path, include_defaults, metadata)
+
+    __init__._babymerge = True
+    manager.TaskManager.__init__ = __init__
+
+
+@contextlib.contextmanager
+def babymerge_tasks_only() -> Iterator[None]:
+    """TaskManagers made inside skip lm-eval's ~10k built-in task configs (used when only ours are asked for)."""
+    include_tasks()
+    _state.only = True
+    try:
+        yield
+    finally:
+        _state.only = False
+
+
+def babymerge_task_names() -> set[str]:
+    """Names of babymerge's tasks and groups (from the YAML files, without building lm-eval's index)."""
+    import yaml
+
+    names = set()
+    for file in tasks_path().glob("*.yaml"):
+        text = file.read_text()
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key in ("task", "group") and value.strip():
+                names.add(yaml.safe_load(value))
+    return names

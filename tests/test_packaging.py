@@ -1,0 +1,149 @@
+"""babymerge as a user installs it: the package list, and a wheel in a fresh virtual environment driving plain
+``lm_eval`` (``--model babyllava``, babymerge's tasks without ``--include_path``) and ``babymerge eval``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from test_eval import babylm_layout
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_lists_every_package():
+    """``packages`` is written out (evaluation_tasks/ is mapped in), so a new subpackage must be added there."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join(p.parent.relative_to(REPO / "src").parts) for p in (REPO / "src" / "babymerge").rglob("__init__.py")
+    }
+    assert set(config["packages"]) == found | {"babymerge.evaluation_tasks"}
+    assert config["package-dir"]["babymerge.evaluation_tasks"] == "evaluation_tasks"
+
+
+def test_help_imports_nothing_heavy():
+    """``babymerge --help`` and every subcommand's ``--help`` leave torch, transformers, lm_eval, mergekit out."""
+    from babymerge.cli import build_parser
+
+    commands = sorted(build_parser()._subparsers._group_actions[0].choices)
+    heavy = ("torch", "transformers", "lm_eval", "mergekit", "datasets", "numpy")
+    code = (
+        "import sys; from babymerge.cli import main\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in sys.argv[1:]]:\n"
+        "    try: main(argv)\n"
+        "    except SystemExit: pass\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *commands], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_cli_copies_of_constants_agree():
+    from babymerge.cli import features, init
+    from babymerge.features.backbone import DEFAULT_BACKBONE
+    from babymerge.features.pooling import POOLINGS
+    from babymerge.modeling import PRESETS
+
+    assert (features.DEFAULT_BACKBONE, features.POOLINGS) == (DEFAULT_BACKBONE, POOLINGS)
+    assert sorted(init.PRESETS) == sorted(PRESETS)
+
+
+@pytest.fixture(scope="module")
+def fresh_env(tmp_path_factory) -> Path:
+    """A venv holding only the babymerge wheel built from this tree; dependencies come from the test's own
+    environment through a plain-path .pth line (plain paths run no .pth files, so the editable babymerge of
+    this environment stays invisible while the wheel's own start-up hook runs)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for folder in ("src", "evaluation_tasks"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), "."]
+    subprocess.run(build, cwd=source, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp.glob("babymerge-*.whl")
+    env = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
+    python = env / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "zz_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = [python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def run_in(env: Path, args: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    variables = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    variables.pop("PYTHONPATH", None)
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=variables, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, tmp_path, shared_data, make_checkpoint):
+    python, layout = fresh_env / "bin" / "python", babylm_layout(tmp_path / "evaluation_data", shared_data)
+    where = run_in(fresh_env, [python, "-c", "import babymerge; print(babymerge.__file__)"], cwd=tmp_path)
+    assert Path(where.stdout.strip()).is_relative_to(fresh_env), where.stdout + where.stderr
+
+    listed = run_in(fresh_env, [python, "-m", "lm_eval", "ls", "tasks"], cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "babylm_blimp_fast" in listed.stdout and "babylm_wug_adj" in listed.stdout
+
+    checkpoint = make_checkpoint(61)
+    metadata = json.dumps({"data_dir": str(layout)})
+    plain = [python, "-m", "lm_eval", "run", "--model", "babyllava", "--model_args", f"pretrained={checkpoint}"]
+    plain += ["--tasks", "babylm_blimp_fast", "--limit", "3", "--metadata", metadata, "--device", "cpu"]
+    done = run_in(fresh_env, plain + ["--output_path", tmp_path / "plain"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plain_results = json.loads(next((tmp_path / "plain").rglob("results_*.json")).read_text())["results"]
+
+    ours = [fresh_env / "bin" / "babymerge", "eval", checkpoint, "--tasks", "babylm_blimp_fast", "--limit", "3"]
+    ours += ["--data-dir", layout, "--output-path", tmp_path / "ours", "--save-to-model"]
+    done = run_in(fresh_env, ours, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| babylm_blimp_fast | acc |" in done.stdout
+    ours_results = json.loads(next((tmp_path / "ours").rglob("results_*.json")).read_text())["results"]
+    assert ours_results["babylm_blimp_fast"]["acc,none"] == plain_results["babylm_blimp_fast"]["acc,none"]
+    hf = [
+        python,
+        "-m",
+        "lm_eval",
+        "run",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={checkpoint},trust_remote_code=True",
+    ]
+    hf += ["--tasks", "babylm_blimp_fast", "--limit", "3", "--metadata", metadata, "--device", "cpu"]
+    done = run_in(fresh_env, hf, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "need `--model babyllava`" in done.stderr.strip().splitlines()[-1]
+    saved = json.loads((checkpoint / "eval_results.json").read_text())
+    assert saved["limit"] == 3.0 and set(saved["results"]["babylm_blimp_fast"]) == {"acc,none"}
+    assert str(tmp_path) not in json.dumps(saved) and str(checkpoint) not in json.dumps(saved)
+
+
+def test_babymerge_eval_indexes_only_babymerge_tasks():
+    """Inside ``babymerge_tasks_only`` (used by ``babymerge eval`` for babymerge's tasks) lm-eval's TaskManager
+    indexes babymerge's folder alone, not lm-eval's built-in task configs."""
+    from lm_eval.tasks import TaskManager
+
+    from babymerge.evaluation.plugin import babymerge_task_names, babymerge_tasks_only
+
+    with babymerge_tasks_only():
+        manager = TaskManager()
+    assert set(manager.all_tasks) == babymerge_task_names()
+    assert {"babylm_text_fast", "babylm_blimp_fast"} <= set(manager.all_tasks)
