@@ -1,8 +1,9 @@
 """Start-up hook (loaded by ``babymerge-mergekit.pth``): wait for mergekit, then plug babymerge into it.
 
 This file is executed at every interpreter start, so it imports nothing beyond ``os`` and ``sys`` and
-only installs a finder that watches three mergekit modules. When one of them finishes loading, the matching
-babymerge registration runs (architectures, the RegMean method, the guarded ``run_merge``).
+only installs a finder that watches four mergekit modules. When one of them finishes loading, the matching
+babymerge registration runs (architectures, the RegMean method, the guarded ``run_merge``, one-line recipe
+errors in ``mergekit-yaml``).
 Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to disable it.
 """
 
@@ -13,6 +14,7 @@ _ACTIONS = {
     "mergekit.architecture.json_definitions": "register_architectures",
     "mergekit.merge_methods.registry": "register_methods",
     "mergekit.merge": "install_guard",
+    "mergekit.scripts.run_yaml": "install_recipe_errors",
 }
 
 
