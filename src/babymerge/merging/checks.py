@@ -302,6 +302,10 @@ def validate_recipe(data: Any, source: str | Path) -> Any:
     try:
         return MergeConfiguration.model_validate(data)
     except ValidationError as error:
+        try:
+            check_recipe_keys(data)  # a misspelt key often explains the failure
+        except MergeInputError as typo:
+            raise MergeInputError(f"{source}: {typo}") from None
         raise MergeInputError(f"{source}: {_validation_line(error, data)}") from None
     except RuntimeError as error:  # mergekit's validators raise RuntimeError, which pydantic passes through
         raise MergeInputError(f"{source}: {' '.join(str(error).split())}") from None
