@@ -30,9 +30,10 @@ def _as_if_created(path: Path, mode: int) -> None:
 
 
 def _lock(fd: int) -> bool:
+    """Take the exclusive lock without waiting; False if another process holds it (or locks are unsupported)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError:
         return False
     return True
 
