@@ -373,3 +373,25 @@ def test_stale_partial_of_a_killed_merge_is_removed_but_not_a_live_one(trio, tmp
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
+
+
+# The same merge is the same bytes on every run (what a rerun after a kill is compared with) ------------------
+
+
+def test_same_bytes_whatever_order_mergekit_lists_the_models_in(trio, tmp_path, monkeypatch):
+    """mergekit lists a recipe's models from a set (the order changes with PYTHONHASHSEED) and its model card
+    followed that order: a rerun's README.md differed. Both orders must give the same files."""
+    from mergekit.config import MergeConfiguration
+
+    original = MergeConfiguration.referenced_models
+    recipe = write(linear(trio, 0.3, 0.7), tmp_path)
+    folders = []
+    for reverse in (False, True):
+        order = lambda self, reverse=reverse: sorted(original(self), key=str, reverse=reverse)  # noqa: E731
+        monkeypatch.setattr(MergeConfiguration, "referenced_models", order)
+        folders.append(tmp_path / str(reverse) / "out")
+        mergekit_yaml_in_process(recipe, folders[-1])
+    names = sorted(p.name for p in folders[0].iterdir())
+    assert names == sorted(p.name for p in folders[1].iterdir()) and "README.md" in names
+    for name in names:
+        assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name

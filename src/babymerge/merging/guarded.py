@@ -4,7 +4,8 @@ For merges whose models are babyllava (or the reference Llava layout) it checks 
 parameter value) and the inputs first, merges into a locked hidden folder beside the destination (failing on
 NaN/Inf as each tensor is loaded and as each merged tensor is written, keeping the black image's features
 bitwise), runs the guard (every input tensor reached the output) and the completeness check, then renames the
-folder into place: nothing half-written on failure, and a full disk is one line. Merges of other
+folder into place: nothing half-written on failure, and a full disk is one line. The folder is the same
+bytes on every run (mergekit's card lists the models in a stable order). Merges of other
 architectures go straight to mergekit's own ``run_merge``.
 """
 
@@ -159,6 +160,19 @@ def disk_full(error: BaseException) -> bool:
 
 
 @contextmanager
+def stable_model_order() -> Iterator[None]:
+    """mergekit lists a recipe's models from a set, so its model card's order changed from run to run."""
+    from mergekit.config import MergeConfiguration
+
+    original = MergeConfiguration.referenced_models
+    MergeConfiguration.referenced_models = lambda self: sorted(original(self), key=str)
+    try:
+        yield
+    finally:
+        MergeConfiguration.referenced_models = original
+
+
+@contextmanager
 def local_paths_stay_local() -> Iterator[None]:
     """mergekit's card step asks the Hub whether a local folder is a repo id; offline that crashes."""
     import mergekit.card
@@ -205,7 +219,7 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
     tagalong = arch_info_for_config(merge_config.referenced_models()[0].config()).tagalong_files or []
     try:
         with atomic_dir(out, create=False) as target:
-            with local_paths_stay_local(), finite_inputs(), checked_outputs(out, kept):
+            with local_paths_stay_local(), stable_model_order(), finite_inputs(), checked_outputs(out, kept):
                 original(merge_config, str(target), options, config_source=config_source)
             check_tensors_reach_output([m.path for m in models], target, covered)
             check_complete_folder(target, models[0].path, options, tagalong)
