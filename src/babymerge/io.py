@@ -11,11 +11,14 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BabymergeError
+
+CLAIM_GRACE_S = 60  # a live writer holds an unlocked *.claiming path for microseconds
 
 
 def _umask() -> int:
@@ -47,9 +50,12 @@ def _claimed(path: Path, fd: int) -> Path:
 
 
 def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
-    """Remove the ``.*.partial`` staging paths in ``folder`` whose writer is dead (nobody holds their lock)."""
+    """Remove the ``.*.partial`` staging paths in ``folder`` whose writer is dead (nobody holds their lock),
+    and ``.*.claiming`` ones (a writer killed within microseconds of creating one) older than a minute."""
+    folder = Path(folder)
     removed = []
-    for entry in Path(folder).glob(".*.partial"):
+    old_claims = [p for p in folder.glob(".*.claiming") if time.time() - p.lstat().st_mtime > CLAIM_GRACE_S]
+    for entry in [*folder.glob(".*.partial"), *old_claims]:
         try:
             fd = os.open(entry, os.O_RDONLY)
         except OSError:
