@@ -1,14 +1,14 @@
 """Fault injection for ``merge``: SIGKILL ``mergekit-yaml`` and ``babymerge merge`` at random moments, rerun,
 and check that the result equals an uninterrupted merge bitwise and that nothing partial remains.
 
-For each command: one uninterrupted merge gives the reference folder, its wall time T and the moments the
-hidden staging folder appeared and was published. Then N times: start the same command into the same output path,
-SIGKILL it at a random moment (kills 1, 3, 5, ...: uniform in [0, T]; kills 2, 4, 6, ...: once the staging
-folder exists, after a uniform share of the reference's staging window, i.e. while mergekit merges and
-writes), then rerun it. Counted: kills
-that hit the staging window, kills after publishing (the output must then already equal the reference), reruns
-whose every file equals the reference's bytes, stale partial folders left by the kills and removed by the
-rerun, and losses (a rerun that fails, differs, or leaves a partial folder behind).
+For each command: one uninterrupted merge gives the reference folder, its wall time and its staging window
+(from the hidden staging folder's appearance to publishing). Then N times: start the same command into the same
+output path, SIGKILL it at a random moment (kills 1, 3, 5, ...: uniform over the median wall time of the
+uninterrupted runs so far; kills 2, 4, 6, ...: once the staging folder exists, uniform over the median staging
+window, i.e. while mergekit merges and writes), then rerun it (uninterrupted; its timings join the medians).
+Counted: kills that hit the staging window, kills after publishing (the output must then already equal the
+reference), results whose every file equals the reference's bytes, stale partial folders left by the kills
+and removed by the rerun, and losses (a rerun that fails, differs, or leaves a partial folder behind).
 
 The ``train`` and ``sweep`` parts of the same idea live in ``benchmarks/fault_injection_train_sweep.py``.
 
@@ -23,6 +23,7 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,10 +65,10 @@ def partials(parent: Path) -> list[Path]:
     return [p for p in parent.iterdir() if p.name.startswith(".") and p.suffix in (".partial", ".claiming")]
 
 
-def timed_run(argv: list[str], parent: Path, out: Path) -> tuple[float, float | None, float | None]:
-    """Run to the end; return the wall time and when the staging folder appeared and the output appeared."""
+def timed_run(argv: list[str], parent: Path, out: Path) -> tuple[int, str, float, float]:
+    """Run to the end; return the exit code, stderr, the wall time and the length of the staging window."""
     start = time.monotonic()
-    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     staged = published = None
     while process.poll() is None:
         now = time.monotonic() - start
@@ -76,9 +77,9 @@ def timed_run(argv: list[str], parent: Path, out: Path) -> tuple[float, float | 
         if published is None and out.exists():
             published = now
         time.sleep(0.002)
-    if process.returncode != 0:
-        raise SystemExit(f"{argv[0]}: uninterrupted merge failed: {process.stderr.read().decode()[-2000:]}")
-    return time.monotonic() - start, staged, published
+    total = time.monotonic() - start
+    window = (published or total) - (staged or published or total)
+    return process.returncode, process.stderr.read(), total, window
 
 
 def same_files(a: Path, b: Path) -> bool:
@@ -89,23 +90,28 @@ def same_files(a: Path, b: Path) -> bool:
 
 
 def inject(name: str, argv_for, n: int, rng: random.Random, work: Path) -> dict:
-    """Reference run, then ``n`` kill-and-rerun cycles, all into ``parent/out`` (the same path every time)."""
+    """Reference run, then ``n`` kill-and-rerun cycles, all into ``parent/out`` (the same path every time).
+
+    Kill moments follow the medians of the uninterrupted runs so far (reference and reruns): the shared
+    machine's load changes the timings from run to run."""
     parent = work / name.replace(" ", "_")
     parent.mkdir()
     out = parent / "out"
-    total, staged, published = timed_run(argv_for(out), parent, out)
+    code, err, total, window = timed_run(argv_for(out), parent, out)
+    if code != 0:
+        raise SystemExit(f"{name}: uninterrupted merge failed: {err[-2000:]}")
     reference = out.rename(work / f"{parent.name}_reference")
-    window = (staged or 0.0, published or total)
+    totals, windows = [total], [window]
     counts = {"kills": 0, "in staging window": 0, "after publishing": 0, "stale partials removed by rerun": 0}
     counts |= {"results equal the reference bitwise": 0, "losses": 0}
     for i in range(n):
         process = subprocess.Popen(argv_for(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if i % 2 == 0:
-            time.sleep(rng.uniform(0, total))
-        else:  # wait for the staging folder, then a uniform moment of the reference's staging window
+            time.sleep(rng.uniform(0, statistics.median(totals)))
+        else:  # wait for the staging folder, then a uniform moment of the staging window
             while process.poll() is None and not partials(parent):
                 time.sleep(0.001)
-            time.sleep(rng.uniform(0, window[1] - window[0]))
+            time.sleep(rng.uniform(0, statistics.median(windows)))
         process.send_signal(signal.SIGKILL)
         process.wait()
         counts["kills"] += 1
@@ -115,17 +121,19 @@ def inject(name: str, argv_for, n: int, rng: random.Random, work: Path) -> dict:
             counts["after publishing"] += 1
             ok = not left and same_files(out, reference)
         else:
-            rerun = subprocess.run(argv_for(out), env=ENV, capture_output=True, text=True)
-            ok = rerun.returncode == 0 and not partials(parent) and same_files(out, reference)
+            code, err, total, window = timed_run(argv_for(out), parent, out)
+            totals.append(total)
+            windows.append(window)
+            ok = code == 0 and not partials(parent) and same_files(out, reference)
             counts["stale partials removed by rerun"] += len(left) if ok else 0
             if not ok:
-                print(f"{name} #{i}: LOSS (exit {rerun.returncode}) {rerun.stderr[-500:]}", file=sys.stderr)
+                print(f"{name} #{i}: LOSS (exit {code}) {err[-500:]}", file=sys.stderr)
         counts["results equal the reference bitwise"] += ok
         counts["losses"] += not ok
         shutil.rmtree(out, ignore_errors=True)
         for leftover in partials(parent):
             shutil.rmtree(leftover, ignore_errors=True)
-    return {"seconds": total, "window": window, **counts}
+    return {"seconds": statistics.median(totals), "window": statistics.median(windows), **counts}
 
 
 def write_section(results: Path, text: str) -> None:
@@ -140,6 +148,10 @@ def write_section(results: Path, text: str) -> None:
     tmp = results.with_name(f".{results.name}.tmp")
     tmp.write_text(new)
     os.replace(tmp, results)
+
+
+def row(label: str, cells: list[str]) -> str:
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -168,16 +180,14 @@ def main() -> None:
         f"{os.cpu_count()}-core CPU shared with other engineers, load average {load[0]:.2f} at the start and "
         f"{load_after[0]:.2f} at the end.  ",
         f"Recipe `{RECIPE.relative_to(ROOT)}` on two `{args.preset}` babyllava parents; SIGKILL, then a rerun into "
-        "the same folder; kills 1, 3, ... at a uniform moment of the whole run, kills 2, 4, ... at a uniform moment "
-        "after the staging folder appeared (within the reference's staging window).",
+        "the same folder; kills 1, 3, ... at a uniform moment of a whole run, kills 2, 4, ... at a uniform moment of "
+        "the staging window once the staging folder exists (medians of the uninterrupted runs so far).",
         "",
         "| | " + " | ".join(rows) + " |",
         "|---|" + "---|" * len(rows),
-        "| uninterrupted wall time (s) | " + " | ".join(f"{r['seconds']:.2f}" for r in rows.values()) + " |",
-        "| staging window (s from start) | "
-        + " | ".join(f"{r['window'][0]:.2f}-{r['window'][1]:.2f}" for r in rows.values())
-        + " |",
-        *(f"| {k} | " + " | ".join(str(r[k]) for r in rows.values()) + " |" for k in keys),
+        row("uninterrupted run, median wall time (s)", [f"{r['seconds']:.2f}" for r in rows.values()]),
+        row("staging window, median length (s)", [f"{r['window']:.2f}" for r in rows.values()]),
+        *(row(k, [str(r[k]) for r in rows.values()]) for k in keys),
         "",
     ]
     write_section(args.results, "\n".join(lines))
