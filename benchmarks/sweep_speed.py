@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 TASK = "babylm_blimp_fast"
 CLI = [sys.executable, "-c", "import sys; from babymerge.cli import main; sys.exit(main())"]
+MERGEKIT_YAML = str(Path(sys.executable).with_name("mergekit-yaml"))  # the running environment's, not PATH's
 
 
 def environment() -> dict[str, str]:
@@ -92,7 +93,7 @@ def run_loop(args: argparse.Namespace, work: Path) -> dict:
         point = work / f"loop_{alpha:g}"
         config = MergeSpec(method=args.method, alpha=alpha).mergekit_config(models["text"], models["multimodal"])
         (work / f"merge_{alpha:g}.yml").write_text(yaml.safe_dump(config))
-        merge = ["mergekit-yaml", str(work / f"merge_{alpha:g}.yml"), str(point / "model"), "--trust-remote-code"]
+        merge = [MERGEKIT_YAML, str(work / f"merge_{alpha:g}.yml"), str(point / "model"), "--trust-remote-code"]
         subprocess.run(merge, check=True, env=environment(), capture_output=True, cwd=work)
         evaluate = CLI + ["eval", str(point / "model"), "--tasks", TASK, "--output-path", str(point / "eval")]
         subprocess.run(evaluate + common + limit, check=True, env=environment(), capture_output=True)

@@ -196,3 +196,15 @@ def test_random_backbone_is_recorded_and_announced(tmp_path, capsys):
     feats = FeatureFile.load(out)
     assert feats.image_ids == ["im0.png", "im1.png", "im2.png"] and feats.features.shape == (3, 4, 32)
     assert feats.meta["random_backbone"] == "true" and feats.meta["grid_size"] == "2"
+
+
+@pytest.mark.parametrize("name", ["../outside.jpg", "images/../../outside.jpg", "/tmp/outside.jpg"])
+def test_caption_ids_stay_inside_the_image_folder(tmp_path, name):
+    (tmp_path / "data").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.jpg")
+    captions = tmp_path / "data" / "captions.csv"
+    captions.write_text(f"image,caption\n{name},a cat\n")
+    with pytest.raises(BabymergeError) as info:
+        list_images(captions)
+    message = str(info.value)
+    assert "\n" not in message and repr(name) in message and "outside the image folder" in message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def test_in_memory_merge_equals_mergekit_yaml(models, tmp_path, spec):
     config = spec.mergekit_config(models[TEXT], models[MULTIMODAL], models[BASE])
     (tmp_path / "merge.yml").write_text(yaml.safe_dump(config))
     out = tmp_path / "merged"
-    cmd = ["mergekit-yaml", str(tmp_path / "merge.yml"), str(out), "--trust-remote-code"]
+    mergekit_yaml = str(Path(sys.executable).with_name("mergekit-yaml"))  # the running environment's, not PATH's
+    cmd = [mergekit_yaml, str(tmp_path / "merge.yml"), str(out), "--trust-remote-code"]
     subprocess.run(cmd, check=True, env=env(), capture_output=True, cwd=tmp_path)
     written: dict[str, torch.Tensor] = {}
     for shard in out.glob("*.safetensors"):

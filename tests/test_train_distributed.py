@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +15,8 @@ from babymerge.training.init import init_model, save_checkpoint
 
 
 def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer, shared_data):
-    torchrun, babymerge = shutil.which("torchrun"), shutil.which("babymerge")
-    if torchrun is None or babymerge is None:
-        pytest.skip("torchrun or the babymerge command is not on PATH")
+    # the running environment's console scripts, not whatever PATH holds
+    torchrun, babymerge = (str(Path(sys.executable).with_name(name)) for name in ("torchrun", "babymerge"))
     init = tmp_path / "init"
     save_checkpoint(init_model(tiny_tokenizer, "tiny", seed=0), tiny_tokenizer, init)
     common = ["train", "--mode", "text", "--init", str(init), "--text", str(shared_data / "babylm_text" / "train_600k")]

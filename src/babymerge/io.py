@@ -1,15 +1,24 @@
-"""Atomic writes: every product is written beside its destination and renamed into place when complete."""
+"""Atomic writes: every product is written beside its destination and renamed into place when complete.
+
+The hidden ``.NAME.XXXX.partial`` staging path is locked (``flock``) by its writer while it lives; the kernel
+drops the lock when the writer dies, even by SIGKILL, so the next atomic write into the same folder removes
+partial outputs whose lock is free.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BabymergeError
+
+CLAIM_GRACE_S = 60  # a live writer holds an unlocked *.claiming path for microseconds
 
 
 def _umask() -> int:
@@ -23,6 +32,45 @@ def _as_if_created(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~_umask())
 
 
+def _lock(fd: int) -> bool:
+    """Take the exclusive lock without waiting; False if another process holds it (or locks are unsupported)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _claimed(path: Path, fd: int) -> Path:
+    """Lock a fresh ``*.claiming`` staging path and give it its ``.partial`` name (never seen unlocked)."""
+    _lock(fd)
+    claimed = path.with_suffix(".partial")
+    os.rename(path, claimed)
+    return claimed
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
+    """Remove the ``.*.partial`` staging paths in ``folder`` whose writer is dead (nobody holds their lock),
+    and ``.*.claiming`` ones (a writer killed within microseconds of creating one) older than a minute."""
+    folder = Path(folder)
+    removed = []
+    old_claims = [p for p in folder.glob(".*.claiming") if time.time() - p.lstat().st_mtime > CLAIM_GRACE_S]
+    for entry in [*folder.glob(".*.partial"), *old_claims]:
+        try:
+            fd = os.open(entry, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed.append(entry)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, create: bool = True) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``path`` only if the block finishes without an error.
@@ -33,9 +81,12 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, create: bool
     if path.exists() and not overwrite:
         raise BabymergeError(f"{path}: output folder exists; choose another path or remove it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    tmp = staging if create else staging / path.name
+    remove_stale_partials(path.parent)
+    claiming = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".claiming", dir=path.parent))
+    fd = os.open(claiming, os.O_RDONLY)
     try:
+        staging = _claimed(claiming, fd)
+        tmp = staging if create else staging / path.name
         yield tmp
         if not tmp.is_dir():
             raise BabymergeError(f"{path}: nothing was written")
@@ -46,8 +97,9 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, create: bool
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        for leftover in (claiming, claiming.with_suffix(".partial")):
+            shutil.rmtree(leftover, ignore_errors=True)
+        os.close(fd)
 
 
 @contextmanager
@@ -55,12 +107,14 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path that replaces ``path`` only if the block finishes without an error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    remove_stale_partials(path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".claiming", dir=path.parent)
     try:
+        tmp = _claimed(Path(name), fd)
         yield tmp
         _as_if_created(tmp, 0o666)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (Path(name), Path(name).with_suffix(".partial")):
+            leftover.unlink(missing_ok=True)
+        os.close(fd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
@@ -48,6 +48,9 @@ def images_in_captions(captions: Path) -> list[ImageSource]:
     roots = [captions.parent / "images", captions.parent]
     sources = []
     for name in names:
+        relative = PurePosixPath(name.replace("\\", "/"))
+        if relative.is_absolute() or ".." in relative.parts:
+            raise BabymergeError(f"{captions}: image {name!r} points outside the image folder (expected a file name)")
         path = next((root / name for root in roots if (root / name).is_file()), None)
         if path is None:
             raise BabymergeError(f"{captions}: image {name!r} not found in {roots[0]} or {roots[1]}")

@@ -2,8 +2,8 @@
 
 This file is executed at every interpreter start, so it imports nothing beyond ``os`` and ``sys`` and
 only installs a finder that watches a few mergekit and lm-eval modules. When one of them finishes loading, the
-matching babymerge registration runs: for mergekit the architectures, the RegMean method and the guarded
-``run_merge``; for lm-eval the ``babyllava`` model type (a lazy registry entry) and babymerge's task folder
+matching babymerge registration runs: for mergekit the architectures, the RegMean method, the guarded
+``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy registry entry) and babymerge's task folder
 (added to every ``TaskManager`` that indexes lm-eval's own tasks). Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to
 disable it.
 """
@@ -18,6 +18,7 @@ _ACTIONS = {
     "mergekit.architecture.json_definitions": _MERGEKIT + "register_architectures",
     "mergekit.merge_methods.registry": _MERGEKIT + "register_methods",
     "mergekit.merge": _MERGEKIT + "install_guard",
+    "mergekit.scripts.run_yaml": _MERGEKIT + "install_recipe_errors",
     "lm_eval.models": "babymerge.evaluation.plugin:register_model",
     "lm_eval.tasks.manager": "babymerge.evaluation.plugin:include_tasks",
 }

@@ -8,13 +8,15 @@ the output (the guard) and the folder is complete (config, tokenizer, modeling c
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import struct
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import click
 
@@ -203,14 +205,14 @@ def check_recipe(merge_config: Any, module_names: Iterable[str]) -> None:
             f"merge_method: unknown method {merge_config.merge_method!r}; choose one of {', '.join(sorted(known))}"
         )
     spec = method.spec
-    allowed = {p.name for p in spec.parameters}
+    by_name = {p.name: p for p in spec.parameters}
     data = merge_config.model_dump(mode="json", exclude_none=True)
     for where, params in _parameter_blocks(data):
-        for name in params:
-            if name not in allowed:
-                raise MergeInputError(
-                    f"{where}.{name}: unknown parameter for {spec.name}; expected one of {', '.join(sorted(allowed))}"
-                )
+        for name, setting in params.items():
+            if name not in by_name:
+                raise MergeInputError(f"{where}.{name}: unknown parameter for {spec.name}; {_suggest(name, by_name)}")
+            _check_setting(f"{where}.{name}", setting, by_name[name])
+    check_zero_sum_weights(merge_config)
     if spec.contract.base == BasePolicy.REQUIRED and not _has_base(merge_config):
         raise MergeInputError(
             f"base_model: merge method {spec.name} needs a base_model (the shared initial checkpoint its deltas "
@@ -240,6 +242,146 @@ def check_recipe(merge_config: Any, module_names: Iterable[str]) -> None:
             )
     elif merge_config.slices is not None and len(list(module_names)) > 1:
         raise MergeInputError("slices: babyllava has several modules; use the modules: syntax for slices")
+
+
+def _suggest(key: str, allowed: Iterable[str]) -> str:
+    """``did you mean 'x'?`` (difflib) or the list of allowed names."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(allowed)}"
+
+
+def _check_setting(where: str, setting: Any, spec: Any) -> None:
+    """Every value of a parameter setting (scalar, gradient list or conditional) has the parameter's type."""
+    from pydantic import ValidationError
+
+    if isinstance(setting, list):
+        for i, item in enumerate(setting):
+            _check_setting(f"{where}[{i}]", item, spec)
+    elif isinstance(setting, dict):
+        _check_setting(f"{where}.value", setting.get("value"), spec)
+    else:
+        try:
+            spec.validate(setting)
+        except ValidationError as error:
+            reason = error.errors()[0]["msg"]
+            raise MergeInputError(f"{where}: invalid value {setting!r} ({reason})") from None
+
+
+def check_zero_sum_weights(merge_config: Any) -> None:
+    """linear with ``normalize`` on divides by the sum of the weights: a zero sum makes every tensor NaN/Inf."""
+    if merge_config.merge_method != "linear":
+        return
+    data = merge_config.model_dump(mode="json", exclude_none=True)
+    groups = [("models", data.get("models"), [data])]
+    for name, module in (data.get("modules") or {}).items():
+        groups.append((f"modules.{name}.models", module.get("models"), [module, data]))
+        for i, slice_ in enumerate(module.get("slices") or []):
+            groups.append((f"modules.{name}.slices[{i}].sources", slice_["sources"], [slice_, module, data]))
+    for i, slice_ in enumerate(data.get("slices") or []):
+        groups.append((f"slices[{i}].sources", slice_["sources"], [slice_, data]))
+    for where, entries, outer in groups:
+        if not entries:
+            continue
+        settings = [[e.get("parameters") or {}] + [o.get("parameters") or {} for o in outer] for e in entries]
+        weights = [next((b["weight"] for b in blocks if "weight" in b), None) for blocks in settings]
+        normalize = [next((b["normalize"] for b in blocks if "normalize" in b), True) for blocks in settings]
+        numbers = all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+        if numbers and any(normalize) and math.isclose(sum(weights), 0.0, abs_tol=1e-12):
+            raise MergeInputError(
+                f"{where}: weights {weights} sum to 0 and linear's normalize is on (it divides by the sum); "
+                "use weights with a non-zero sum or set parameters.normalize: false"
+            )
+
+
+def validate_recipe(data: Any, source: str | Path) -> Any:
+    """``MergeConfiguration.model_validate(data)`` with its failures as one line naming the recipe and key."""
+    from mergekit.config import MergeConfiguration
+    from pydantic import ValidationError
+
+    try:
+        return MergeConfiguration.model_validate(data)
+    except ValidationError as error:
+        try:
+            check_recipe_keys(data)  # a misspelt key often explains the failure
+        except MergeInputError as typo:
+            raise MergeInputError(f"{source}: {typo}") from None
+        raise MergeInputError(f"{source}: {_validation_line(error, data)}") from None
+    except RuntimeError as error:  # mergekit's validators raise RuntimeError, which pydantic passes through
+        raise MergeInputError(f"{source}: {' '.join(str(error).split())}") from None
+
+
+def _validation_line(error: Any, data: Any) -> str:
+    """``key.path: reason (got value)`` for the first error; union members' type names are not key paths."""
+    errors = error.errors()
+    first = errors[0]
+    path: list = []
+    node = data
+    for part in first["loc"]:
+        inside = isinstance(node, dict) and part in node
+        inside = inside or (isinstance(node, list) and isinstance(part, int) and part < len(node))
+        if not inside:
+            break
+        path.append(part)
+        node = node[part]
+    if first["type"] == "missing" and len(errors) == 1:
+        return f"{_key_path([*path, first['loc'][len(path)]])}: required key missing"
+    reason = first["msg"] if len(errors) == 1 else "not a valid value here"
+    shown = repr(node) if len(repr(node)) <= 80 else repr(node)[:77] + "..."
+    return f"{_key_path(path) or 'recipe'}: {reason} (got {shown})"
+
+
+def _key_path(parts: Iterable) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def check_recipe_keys(data: Any, where: str = "") -> None:
+    """Every key of a raw recipe is one of mergekit's schema, at every level; a typo gets a "did you mean"."""
+    from mergekit.config import MergeConfiguration
+
+    _check_keys(data, MergeConfiguration, where)
+
+
+def _check_keys(data: Any, annotation: Any, where: str) -> None:
+    from pydantic import BaseModel
+
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        _check_keys(data, get_args(annotation)[0], where)
+    elif origin in (Union, types.UnionType):
+        shaped = [a for a in get_args(annotation) if _fits(data, a)]
+        if shaped:
+            _check_keys(data, shaped[0], where)
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(data, dict):
+            return
+        fields = {(f.alias or n): f for n, f in annotation.model_fields.items()}
+        for key, value in data.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key not in fields:
+                raise MergeInputError(f"{here}: unknown recipe key; {_suggest(str(key), fields)}")
+            _check_keys(value, fields[key].annotation, here)  # parameter names: check_recipe (method-specific)
+    elif origin in (list, tuple) and isinstance(data, list):
+        for i, item in enumerate(data):
+            _check_keys(item, get_args(annotation)[0], f"{where}[{i}]")
+    elif origin is dict and isinstance(data, dict):
+        for key, value in data.items():
+            _check_keys(value, get_args(annotation)[1], f"{where}.{key}" if where else str(key))
+
+
+def _fits(data: Any, annotation: Any) -> bool:
+    """Whether ``data`` has the shape (mapping, list, scalar) of one member of a Union."""
+    from pydantic import BaseModel
+
+    origin = get_origin(annotation) or annotation
+    if isinstance(data, dict):
+        return origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel))
+    if isinstance(data, list):
+        return origin in (list, tuple)
+    return False
 
 
 def _has_base(merge_config: Any) -> bool:

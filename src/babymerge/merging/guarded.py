@@ -1,28 +1,31 @@
 """The guarded ``run_merge`` that replaces mergekit's for babymerge's architectures.
 
-For merges whose models are babyllava (or the reference Llava layout) it checks the recipe and the inputs
-first, merges into a hidden folder beside the destination (failing on NaN/Inf as each tensor is loaded),
-runs the guard (every input tensor reached the output) and the completeness check, then renames the folder
-into place: nothing half-written on failure. Merges of other architectures go straight to mergekit's own
-``run_merge``.
+For merges whose models are babyllava (or the reference Llava layout) it checks the recipe (every key, every
+parameter value) and the inputs first, merges into a locked hidden folder beside the destination (failing on
+NaN/Inf as each tensor is loaded and as each merged tensor is written, keeping the black image's features
+bitwise), runs the guard (every input tensor reached the output) and the completeness check, then renames the
+folder into place: nothing half-written on failure, and a full disk is one line. The folder is the same
+bytes on every run (mergekit's card lists the models in a stable order). Merges of other
+architectures go straight to mergekit's own ``run_merge``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_dir
 from .checks import (
     MergeInputError,
     ModelInputs,
     check_coverage,
     check_recipe,
+    check_recipe_keys,
     check_same_architecture,
     check_shapes,
     check_tensors_reach_output,
@@ -32,6 +35,8 @@ from .checks import (
 from .plugin import architecture_names
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# Buffers that are not learned (identical in every parent) and come through every method bitwise.
+KEPT_BUFFERS = ("model.black_image_features",)
 
 
 def local_model_dirs(merge_config: Any) -> list[Path]:
@@ -73,19 +78,26 @@ def preflight(merge_config: Any, options: Any) -> tuple[list[ModelInputs], dict[
     return models, covered
 
 
+def all_finite(tensor: Any) -> bool:
+    """No NaN/Inf (one reduction; the elements are looked at only when the sum is not finite: it can overflow)."""
+    import torch
+
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
 @contextmanager
 def finite_inputs() -> Iterator[None]:
     """Fail on NaN/Inf as mergekit loads each input tensor (one reduction on data it reads anyway)."""
-    import torch
     from mergekit.io.tasks import LoadTensor
 
     original = LoadTensor.execute
 
     def execute(self):
         tensor = original(self)
-        if tensor is not None and tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
-            if not bool(torch.isfinite(tensor).all()):  # the sum can overflow; the elements decide
-                raise MergeInputError(f"{self.model.model.path}: tensor {self.tensor} holds NaN or Inf values")
+        if tensor is not None and not all_finite(tensor):
+            raise MergeInputError(f"{self.model.model.path}: tensor {self.tensor} holds NaN or Inf values")
         return tensor
 
     LoadTensor.execute = execute
@@ -93,6 +105,71 @@ def finite_inputs() -> Iterator[None]:
         yield
     finally:
         LoadTensor.execute = original
+
+
+def kept_buffers(models: list[ModelInputs]) -> dict[str, Any]:
+    """The donor's :data:`KEPT_BUFFERS`, after checking that every model holds the same values bitwise."""
+    from safetensors import safe_open
+
+    kept: dict[str, Any] = {}
+    for name in KEPT_BUFFERS:
+        for model in models:
+            if name not in model.tensors:
+                continue
+            with safe_open(str(model.tensors[name].file), framework="pt") as handle:
+                tensor = handle.get_tensor(name)
+            if name not in kept:
+                kept[name], donor = tensor, model.path
+            elif not (tensor.dtype == kept[name].dtype and bool((tensor == kept[name]).all())):
+                raise MergeInputError(
+                    f"{model.path}: tensor {name} differs from {donor}'s; it is fixed by the vision backbone and "
+                    "must be identical in every model (extract both models' features with the same backbone)"
+                )
+    return kept
+
+
+@contextmanager
+def checked_outputs(out: Path, kept: dict[str, Any]) -> Iterator[None]:
+    """As mergekit writes each merged tensor: put back the kept buffers, fail on NaN/Inf naming the tensor."""
+    from mergekit.io.tensor_writer import TensorWriter
+
+    original = TensorWriter.save_tensor
+
+    def save_tensor(self, name, tensor, clone=False):
+        if name in kept:
+            tensor = kept[name].to(tensor.dtype)
+        if not all_finite(tensor):
+            raise MergeInputError(
+                f"{out}: merged tensor {name} holds NaN or Inf values (check the recipe's weights and dtype); "
+                "nothing was written"
+            )
+        return original(self, name, tensor, clone=clone)
+
+    TensorWriter.save_tensor = save_tensor
+    try:
+        yield
+    finally:
+        TensorWriter.save_tensor = original
+
+
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC/EDQUOT as an OSError or inside a safetensors error message."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(error) or "StorageFull" in str(error)
+
+
+@contextmanager
+def stable_model_order() -> Iterator[None]:
+    """mergekit lists a recipe's models from a set, so its model card's order changed from run to run."""
+    from mergekit.config import MergeConfiguration
+
+    original = MergeConfiguration.referenced_models
+    MergeConfiguration.referenced_models = lambda self: sorted(original(self), key=str)
+    try:
+        yield
+    finally:
+        MergeConfiguration.referenced_models = original
 
 
 @contextmanager
@@ -135,23 +212,27 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
     out = Path(out_path)
     if out.exists():
         raise MergeInputError(f"{out}: output folder exists; choose another path or remove it")
+    if config_source is not None:  # mergekit-yaml passes the recipe text: its unknown keys were dropped
+        import yaml
+
+        check_recipe_keys(yaml.safe_load(config_source))
     models, covered = preflight(merge_config, options)
+    kept = kept_buffers(models)
     from mergekit.architecture import arch_info_for_config
 
     tagalong = arch_info_for_config(merge_config.referenced_models()[0].config()).tagalong_files or []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        target = staging / out.name
-        with local_paths_stay_local(), finite_inputs():
-            original(merge_config, str(target), options, config_source=config_source)
-        check_tensors_reach_output([m.path for m in models], target, covered)
-        check_complete_folder(target, models[0].path, options, tagalong)
-        if out.exists():
-            raise MergeInputError(f"{out}: output folder appeared during the merge; result left unpublished")
-        os.replace(target, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_dir(out, create=False) as target:
+            with local_paths_stay_local(), stable_model_order(), finite_inputs(), checked_outputs(out, kept):
+                original(merge_config, str(target), options, config_source=config_source)
+            check_tensors_reach_output([m.path for m in models], target, covered)
+            check_complete_folder(target, models[0].path, options, tagalong)
+            if out.exists():
+                raise MergeInputError(f"{out}: output folder appeared during the merge; result left unpublished")
+    except Exception as error:
+        if isinstance(error, MergeInputError) or not disk_full(error):
+            raise
+        raise MergeInputError(f"{out}: no space left on device while writing the merge; nothing was kept") from error
     return None
 
 

@@ -70,8 +70,36 @@ def install_guard() -> None:
                 module.run_merge = guarded_run_merge
 
 
+def install_recipe_errors() -> None:
+    """``mergekit-yaml`` reports an invalid recipe (YAML or schema) in one ``Error:`` line, not a traceback."""
+    run_yaml = import_module("mergekit.scripts.run_yaml")
+    original = run_yaml.main.callback
+    if getattr(original, "babymerge_recipe_errors", False):
+        return
+
+    def callback(*args, **kwargs):
+        import yaml
+
+        from .checks import MergeInputError, validate_recipe
+
+        recipe = kwargs.get("config_file")
+        try:
+            with open(recipe, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle)
+        except OSError as error:
+            raise MergeInputError(f"{recipe}: cannot read recipe ({error.strerror})") from None
+        except yaml.YAMLError as error:
+            raise MergeInputError(f"{recipe}: unreadable YAML ({' '.join(str(error).split())})") from None
+        validate_recipe(data, recipe)
+        return original(*args, **kwargs)
+
+    callback.babymerge_recipe_errors = True
+    run_yaml.main.callback = callback
+
+
 def register() -> None:
     """Everything at once: architectures, methods and the guard."""
     register_architectures()
     register_methods()
     install_guard()
+    install_recipe_errors()

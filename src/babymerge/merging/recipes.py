@@ -29,6 +29,17 @@ def render_recipe(text: str, paths: dict[str, str | os.PathLike]) -> str:
     return PLACEHOLDER.sub(substitute, text)
 
 
+def check_all_used(recipe: Path, text: str, paths: dict[str, str | os.PathLike]) -> None:
+    """Every given NAME is a placeholder of the recipe (a misspelt or stray ``--model`` is not ignored)."""
+    used = set(PLACEHOLDER.findall(text))
+    unused = sorted(set(paths) - used)
+    if unused:
+        raise BabymergeError(
+            f"--model {unused[0]}: {recipe} has no placeholder /path/to/{unused[0]} "
+            f"(its placeholders: {', '.join(sorted(used)) or 'none'})"
+        )
+
+
 def write_recipe(recipe: str | os.PathLike, out: str | os.PathLike, paths: dict[str, str | os.PathLike]) -> Path:
     """Render the recipe file ``recipe`` into ``out`` (atomically)."""
     text = render_recipe(Path(recipe).read_text(), paths)
@@ -47,23 +58,21 @@ def merge_recipe(
 ) -> Path:
     """Fill a recipe's placeholders and run it with mergekit's (guarded) ``run_merge`` in this process."""
     import yaml
-    from mergekit.config import MergeConfiguration
     from mergekit.options import MergeOptions
 
+    from .checks import validate_recipe
     from .plugin import register
 
     recipe = Path(recipe)
     if not recipe.is_file():
         raise BabymergeError(f"{recipe}: recipe not found")
+    check_all_used(recipe, recipe.read_text(), paths or {})
     text = render_recipe(recipe.read_text(), paths or {})
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise BabymergeError(f"{recipe}: unreadable YAML ({' '.join(str(error).split())})") from error
-    try:
-        config = MergeConfiguration.model_validate(data)
-    except RuntimeError as error:  # mergekit's validators raise RuntimeError, which pydantic passes through
-        raise BabymergeError(f"{recipe}: {' '.join(str(error).split())}") from error
+    config = validate_recipe(data, recipe)
     register()
     from mergekit.merge import run_merge
 

@@ -1,0 +1,31 @@
+"""Atomic writes clean up after dead writers only: a partial path whose lock is free, an old unlocked claim."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from babymerge.io import atomic_file, remove_stale_partials
+
+
+def test_only_dead_writers_partials_are_removed(tmp_path):
+    dead = tmp_path / ".a.x1.partial"
+    dead.mkdir()
+    live = tmp_path / ".b.x2.partial"
+    live.write_text("being written")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a running writer holds its lock
+    fresh_claim, old_claim = tmp_path / ".c.x3.claiming", tmp_path / ".d.x4.claiming"
+    fresh_claim.mkdir()
+    old_claim.mkdir()
+    os.utime(old_claim, (time.time() - 3600,) * 2)
+    (tmp_path / "visible.partial").write_text("not babymerge's")  # not hidden: left alone
+    try:
+        with atomic_file(tmp_path / "out.txt") as tmp:  # every atomic write cleans its folder first
+            tmp.write_text("done")
+    finally:
+        os.close(fd)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".b.x2.partial", ".c.x3.claiming", "out.txt", "visible.partial"]
+    assert remove_stale_partials(tmp_path) == [live]  # its writer has gone now
