@@ -32,7 +32,7 @@ def test_killed_sweep_resumes_with_every_result_once(models, world, tmp_path):
     counts = raw_keys(store)
     assert set(counts.values()) == {1}
     after = {record_key(r): r for r in ResultStore(store).records()}
-    assert {k[2] for k in after if k[3] == TASK} == set(ALPHAS)
+    assert {k.alpha for k, _ in after if k.task == TASK} == set(ALPHAS)
     for key, record in before.items():
         assert after[key] == record  # kept, not recomputed
     table = (out / "sweep_table.md").read_text()
