@@ -143,9 +143,8 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
             written.append(folder)
             continue
         with atomic_dir(folder, create=False) as tmp:  # merge and card appear together or not at all
-            options = MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True)
-            if spec.randomised:
-                options.random_seed = spec.seed
+            seed = spec.seed if spec.randomised else None
+            options = MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True, random_seed=seed)
             source = yaml.safe_dump(config, sort_keys=False)
             run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options, config_source=source)
             if spec.randomised:  # mergekit-yaml draws its masks in another order: write the merge that was scored
