@@ -338,9 +338,9 @@ class Sweep:
             points = [(pair, spec) for pair in pairs for spec in self.config.specs()]
             mine = shard(points)
             keys = {self.point_key(p, s, t): i for i, (p, s) in enumerate(mine) for t in self.config.tasks}
-            todo: dict[int, list[PointKey]] = {}
+            todo: dict[int, list[str]] = {}
             for key in self.missing(list(keys)):
-                todo.setdefault(keys[key], []).append(key)
+                todo.setdefault(keys[key], []).append(key.task)
             bar = tqdm(todo.items(), desc="sweep", unit="point", disable=not self.progress)
             for i, missing in bar:
                 pair, spec = mine[i]
@@ -358,7 +358,7 @@ class Sweep:
             self._checked.add(tuple(folders.values()))
         return spec.merge({role: self.state(folder) for role, folder in folders.items()})
 
-    def run_point(self, pair: Pair, spec: MergeSpec, keys: list[PointKey]) -> None:
+    def run_point(self, pair: Pair, spec: MergeSpec, tasks: list[str]) -> None:
         start = time.perf_counter()
         self.load_weights(self.merged_state(pair, spec))
         merge_seconds = time.perf_counter() - start
@@ -375,8 +375,8 @@ class Sweep:
             "multimodal_path": str(multimodal.path),
             "merge_seconds": round(merge_seconds, 4),
         }
-        for key in keys:
-            self._score_into_store(key, {**base, "task_requested": key.task})
+        for task in tasks:
+            self._score_into_store(self.point_key(pair, spec, task), {**base, "task_requested": task})
 
 
 def run_sweep(config: SweepConfig, scorer_factory: ScorerFactory | None = None, progress: bool = True) -> list[dict]:
