@@ -6,8 +6,8 @@ that each rerun ends with exactly the results of an uninterrupted run and leaves
 
 Tiny presets on the demo's synthetic world (no ../shared needed). For each command: one uninterrupted
 reference run (its wall time T), then ``--kills`` trials: start the command in a fresh folder, SIGKILL it after
-a random delay in [0.8 F, T] (F: when the reference first wrote resumable state), rerun it to completion,
-compare with the reference:
+a random delay after it first wrote resumable state (uniform within the rest of the reference run's time),
+rerun it to completion, and compare with the reference (a first, untimed run fills the shared caches):
 
 - train: ``checkpoints/final`` weights bitwise equal, ``loss.jsonl`` equal, same milestone folders;
 - sweep: every stored (key, metric) value equal, no key stored twice, the same table.
@@ -86,9 +86,12 @@ def run(cmd: list[str]) -> tuple[float, str]:
     return time.perf_counter() - start, done.stderr
 
 
-def kill_after(cmd: list[str], delay: float) -> bool:
-    """Start ``cmd`` and SIGKILL it after ``delay`` s; False if it finished first."""
+def kill_after_state(cmd: list[str], out: Path, command: str, delay: float) -> bool:
+    """Start ``cmd``, wait until it has written resumable state, SIGKILL it ``delay`` s later; False if it
+    finished first."""
     process = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None and not first_state_written(out, command):
+        time.sleep(0.02)
     try:
         process.wait(timeout=delay)
         return False
@@ -134,19 +137,21 @@ def first_state_written(out: Path, command: str) -> bool:
     return (out / "results.jsonl").is_file() and (out / "results.jsonl").stat().st_size > 0
 
 
-def inject(command: str, p: dict[str, Path], root: Path, kills: int, rng: random.Random) -> dict:
+def inject(command: str, p: dict[str, Path], root: Path, kills: int, rng: random.Random, deadline: float) -> dict:
     make = train_cmd if command == "train" else sweep_cmd
     result = train_result if command == "train" else sweep_result
-    first_s, reference_s = timed_reference(
-        make(p, root / f"{command}_reference"), root / f"{command}_reference", command
-    )
-    reference = result(root / f"{command}_reference")
+    run(make(p, root / f"{command}_warmup"))  # fills the tokenisation and dataset caches the trials share
+    reference_out = root / f"{command}_reference"
+    first_s, reference_s = timed_reference(make(p, reference_out), reference_out, command)
+    reference = result(reference_out)
     stats = Counter()
     for trial in range(kills):
+        if time.monotonic() > deadline:
+            break
         out = root / f"{command}_{trial}"
-        if kill_after(make(p, out), rng.uniform(0.8 * first_s, reference_s)):
+        stats["trials"] += 1
+        if kill_after_state(make(p, out), out, command, rng.uniform(0, reference_s - first_s)):
             stats["kills"] += 1
-            stats["kills_after_state_written"] += first_state_written(out, command)
         _, stderr = run(make(p, out))
         stats["notices_cut_checkpoint"] += "cut mid-write" in stderr
         got = result(out)
@@ -166,19 +171,24 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/babymerge_fault_injection"))
     parser.add_argument("--results", type=Path)
     parser.add_argument("--commands", default="train,sweep")
+    parser.add_argument("--budget-s", type=float, default=1800, help="stop starting trials after this long")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     args.work.mkdir(parents=True, exist_ok=False)
     load_before = os.getloadavg()
     start = time.perf_counter()
     paths = prepare(args.work)
-    rows = {c: inject(c, paths, args.work, args.kills, rng) for c in args.commands.split(",")}
+    commands = args.commands.split(",")
+    rows = {}
+    for i, command in enumerate(commands):  # each command gets an equal share of what is left of the budget
+        share = (args.budget_s - (time.perf_counter() - start)) / (len(commands) - i)
+        rows[command] = inject(command, paths, args.work, args.kills, rng, time.monotonic() + share)
     wall = time.perf_counter() - start
     load_after = os.getloadavg()
     print(json.dumps(rows, indent=1))
     if args.results:
         cmd = "python benchmarks/fault_injection_train_sweep.py " + " ".join(sys.argv[1:])
-        keys = ["kills", "kills_after_state_written", "equal", "losses", "partial_left", "notices_cut_checkpoint"]
+        keys = ["trials", "kills", "equal", "losses", "partial_left", "notices_cut_checkpoint"]
         lines = [
             "# Fault injection: train and sweep killed at random moments",
             "",
@@ -197,8 +207,10 @@ def main() -> None:
             lines.append(f"| {command} | {row['reference_s']} | " + " | ".join(cells) + " |")
         lines += [
             "",
-            "kills: SIGKILLs delivered before the run ended (a trial whose run ended first counts no kill);",
-            "kills_after_state_written: of those, kills after a Trainer checkpoint or a stored result existed;",
+            "trials: runs started, each to be killed once and rerun to completion (none after the budget);",
+            "kills: SIGKILLs delivered, each after the run had written resumable state (a Trainer checkpoint or a",
+            "stored result), at a random delay within the rest of the reference run's time (a run that ended first:",
+            "no kill);",
             "equal / losses: reruns whose results equal / differ from the uninterrupted reference;",
             "partial_left: `*.partial` paths or incomplete Trainer checkpoints left after the rerun;",
             "notices_cut_checkpoint: reruns that skipped a Trainer checkpoint cut mid-write.",
