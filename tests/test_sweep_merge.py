@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from merge_helpers import MERGEKIT_YAML, mergekit_yaml_in_process
 from safetensors.torch import load_file
 from test_sweep import env, raw_keys
 
@@ -31,8 +31,7 @@ def test_in_memory_merge_equals_mergekit_yaml(models, tmp_path, spec):
     config = spec.mergekit_config(models[TEXT], models[MULTIMODAL], models[BASE])
     (tmp_path / "merge.yml").write_text(yaml.safe_dump(config))
     out = tmp_path / "merged"
-    mergekit_yaml = str(Path(sys.executable).with_name("mergekit-yaml"))  # the running environment's, not PATH's
-    cmd = [mergekit_yaml, str(tmp_path / "merge.yml"), str(out), "--trust-remote-code"]
+    cmd = [str(MERGEKIT_YAML), str(tmp_path / "merge.yml"), str(out), "--trust-remote-code"]
     subprocess.run(cmd, check=True, env=env(), capture_output=True, cwd=tmp_path)
     written: dict[str, torch.Tensor] = {}
     for shard in out.glob("*.safetensors"):
@@ -49,6 +48,43 @@ def test_linear_alpha_is_the_text_share(models):
     name = "model.language_model.layers.0.mlp.up_proj.weight"
     expected = 0.3 * states[TEXT][name] + 0.7 * states[MULTIMODAL][name]
     torch.testing.assert_close(merged[name], expected)
+
+
+SWEEP_METHODS = sorted(
+    m.spec.name
+    for m in __import__("mergekit.merge_methods", fromlist=["registry"]).registry.registered_methods()
+    if {"weight", "t"} & {p.name for p in m.spec.parameters} and m.spec.name != "passthrough"
+)
+# density 1 keeps the randomised methods' masks full, so mergekit-yaml's draws cannot differ from ours
+FULL = {"dare_ties": {"density": 1.0}, "dare_linear": {"density": 1.0}, "della": {"density": 1.0}}
+FULL |= {"della_linear": {"density": 1.0}}
+
+
+def _distance(a: dict, b: dict) -> float:
+    return sum(float((a[k].double() - b[k].double()).square().sum()) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("method", SWEEP_METHODS)
+def test_alpha_is_the_text_share_for_every_method(models, tmp_path, method):
+    """At a low alpha the merge lies nearer the multimodal model and at a high one nearer the text-only one
+    (alpha is the text share, whatever the method; nearswap's ``t`` is a distance threshold, so the alphas are
+    extreme), and the in-memory merge equals mergekit-yaml's for the same recipe at an asymmetric alpha."""
+    states = {role: load_state(path) for role, path in models.items()}
+    merged = {}
+    for alpha in (0.002, 0.2, 0.998):
+        spec = MergeSpec(method=method, alpha=alpha, parameters=FULL.get(method, {}))
+        merged[alpha] = spec.merge(states)
+    assert _distance(merged[0.002], states[MULTIMODAL]) < _distance(merged[0.002], states[TEXT])
+    assert _distance(merged[0.998], states[TEXT]) < _distance(merged[0.998], states[MULTIMODAL])
+
+    spec = MergeSpec(method=method, alpha=0.2, parameters=FULL.get(method, {}))
+    recipe = tmp_path / "merge.yml"
+    recipe.write_text(yaml.safe_dump(spec.mergekit_config(models[TEXT], models[MULTIMODAL], models[BASE])))
+    mergekit_yaml_in_process(recipe, tmp_path / "out", "--trust-remote-code")
+    written = load_state(tmp_path / "out")
+    assert set(written) == set(merged[0.2])
+    for name, tensor in written.items():
+        torch.testing.assert_close(merged[0.2][name], tensor, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def _append_many(path: str, worker: int) -> None:

@@ -21,7 +21,7 @@ def test_ranks_share_the_points(models, world, tmp_path):
         for r in (0, 1)
     ]
     for p in procs:
-        assert p.wait(timeout=120) == 0, p.stderr.read().decode()[-2000:]
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
     records = ResultStore(out / "results.jsonl").records()
     assert set(raw_keys(out / "results.jsonl").values()) == {1}
     assert len({(r["method"], r["alpha"]) for r in records}) == 4

@@ -10,21 +10,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import synthetic_corpus
 
 from babymerge.training.init import init_model, save_checkpoint
 
+BIN = Path(sys.executable).parent  # the running environment's commands, whether or not it is activated
 
-def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer, shared_data):
-    # the running environment's console scripts, not whatever PATH holds
-    torchrun, babymerge = (str(Path(sys.executable).with_name(name)) for name in ("torchrun", "babymerge"))
+
+def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer):
+    torchrun, babymerge = BIN / "torchrun", BIN / "babymerge"
+    assert torchrun.is_file() and babymerge.is_file(), f"torchrun and babymerge belong beside {sys.executable}"
     init = tmp_path / "init"
     save_checkpoint(init_model(tiny_tokenizer, "tiny", seed=0), tiny_tokenizer, init)
-    common = ["train", "--mode", "text", "--init", str(init), "--text", str(shared_data / "babylm_text" / "train_600k")]
-    common += ["--text-max-words", "8000", "--max-length", "48", "--max-steps", "6", "--logging-steps", "2"]
+    corpus = synthetic_corpus(tmp_path / "corpus", lines=1200)
+    common = ["train", "--mode", "text", "--init", str(init), "--text", str(corpus)]
+    common += ["--max-length", "48", "--max-steps", "6", "--logging-steps", "2"]
     common += ["--milestone-unit", "500", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cli = [babymerge]
-    two = [torchrun, "--nproc-per-node", "2", *cli, *common, "--batch-size", "4", "--out", str(tmp_path / "two")]
+    cli = [str(babymerge)]
+    two = [str(torchrun), "--nproc-per-node", "2", *cli, *common, "--batch-size", "4", "--out", str(tmp_path / "two")]
     subprocess.run(two, check=True, capture_output=True, env=env, timeout=300)
     one = [*cli, *common, "--batch-size", "8", "--out", str(tmp_path / "one")]
     subprocess.run(one, check=True, capture_output=True, env=env, timeout=300)

@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--data-dir", type=Path, help="evaluation data directory (BabyLM evaluation_data layout)")
     p.add_argument("--features", type=Path, help="feature file for image tasks (babymerge features)")
     p.add_argument("--limit", type=int, help="documents per task")
+    p.add_argument("--seed", type=int, help="seed of randomised methods (dare_*, della*; default 0), stored per result")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", help="cpu (default), cuda, cuda:1 ...")
     p.add_argument("--out", type=Path, required=True, help="output folder: results.jsonl, table, plots/")
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sweep.stage import load_config, sweep_and_report
 
     fields = ["text", "multimodal", "base", "methods", "alphas", "tasks", "pairing", "select_text_by"]
-    fields += ["select_multimodal_by", "data_dir", "features", "limit", "batch_size", "device"]
+    fields += ["select_multimodal_by", "data_dir", "features", "limit", "seed", "batch_size", "device"]
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     for method, name, value in args.param:
         overrides.setdefault("method_parameters", {}).setdefault(method, {})[name] = value

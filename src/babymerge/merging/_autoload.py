@@ -3,9 +3,9 @@
 This file is executed at every interpreter start, so it imports nothing beyond ``os`` and ``sys`` and
 only installs a finder that watches a few mergekit and lm-eval modules. When one of them finishes loading, the
 matching babymerge registration runs: for mergekit the architectures, the RegMean method, the guarded
-``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy registry entry) and babymerge's task folder
-(added to every ``TaskManager`` that indexes lm-eval's own tasks). Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to
-disable it.
+``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy
+registry entry) and babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own tasks).
+Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to disable it.
 """
 
 import os

@@ -10,7 +10,10 @@ One sweep point is ``(method, alpha)``. ``alpha`` is the text-only model's share
 
 :class:`MergeSpec` writes the same merge as a mergekit YAML configuration (for ``mergekit-yaml`` and
 ``--materialize``) and runs it in memory through ``mergekit.merge_methods.api.merge_state_dicts``: the
-tensors are those ``mergekit-yaml`` writes for the same configuration (checked by a test).
+tensors are those ``mergekit-yaml`` writes for the same configuration (checked by a test). Randomised methods
+(DARE, DELLA) draw from torch's generator seeded with ``seed`` just before the merge, so a point merged twice
+gives the same tensors; ``mergekit-yaml`` draws in another order, so ``--materialize`` writes the in-memory
+merge for them.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file
 
 from ..errors import BabymergeError
+from ..merging.checks import ModelInputs, check_finite, check_same_architecture, check_shapes, read_model
 
 TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
 DTYPE = "float32"
+RANDOMISED = {"dare_ties", "dare_linear", "della", "della_linear"}  # methods that draw random masks
 
 
 def method_or_error(name: str):
@@ -48,6 +53,11 @@ class MergeSpec(BaseModel):
     method: str
     alpha: float = Field(ge=0.0, le=1.0)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def randomised(self) -> bool:
+        return self.method in RANDOMISED
 
     @property
     def _method(self):
@@ -135,26 +145,39 @@ class MergeSpec(BaseModel):
                     raise BabymergeError(f"method {self.method!r} needs the shared initial checkpoint: pass --base")
                 inputs[BASE] = states[BASE]
                 base = BASE
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
             return merge_state_dicts(
                 inputs, self._method, parameters=params, base=base, dtype=torch.float32, out_dtype=torch.float32
             )
 
 
-def load_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint folder (all ``*.safetensors`` shards), as mergekit reads them."""
-    folder = Path(folder)
-    shards = sorted(folder.glob("*.safetensors"))
-    if not shards:
-        raise BabymergeError(f"{folder}: no .safetensors weights found (expected a checkpoint folder)")
+def read_checked(folder: str | os.PathLike) -> ModelInputs:
+    """A checkpoint's tensor table, checked as ``mergekit-yaml`` checks its inputs: readable, complete
+    safetensors and finite values (one-line errors naming the file or tensor)."""
+    model = read_model(folder)
+    check_finite(model)
+    return model
+
+
+def load_state(folder: str | os.PathLike, check: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint folder (all its safetensors shards), after :func:`read_checked`."""
+    model = read_checked(folder) if check else read_model(folder)
     state: dict[str, torch.Tensor] = {}
-    for shard in shards:
+    for shard in sorted({info.file for info in model.tensors.values()}):
         state.update(load_file(shard))
     return state
 
 
-def check_same_tensors(states: dict[str, dict[str, torch.Tensor]], folders: dict[str, Path]) -> None:
-    """Every model must hold the same tensor names and shapes, or merging is meaningless."""
+def check_same_tensors(folders: dict[str, Path]) -> None:
+    """Every model must share one architecture and hold the same tensor names and shapes."""
+    models = [read_model(folder) for folder in folders.values()]
+    check_same_architecture(models)
+    check_shapes(models)
+
+
+def check_same_states(states: dict[str, dict[str, torch.Tensor]], folders: dict[str, Path]) -> None:
+    """Loaded states (a text LM's already under the multimodal names) hold the same tensor names and shapes."""
     (ref_role, ref), *rest = states.items()
     for role, state in rest:
         for name in sorted(set(ref) | set(state)):

@@ -19,9 +19,12 @@ from ..errors import BabymergeError
 from ..merging.llava_text import as_multimodal_state, is_text_lm_folder, multimodal_only_names
 from .checkpoints import Checkpoint, aligned_pairs, find_checkpoints
 from .evaluate import TaskScorer, babyllava_scorer
-from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, check_same_tensors, load_state
+from .fingerprint import checkpoint_fingerprint, data_fingerprint, digest, files_fingerprint
+from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, check_same_states, check_same_tensors, load_state, read_checked
 from .selection import selection_remarks
-from .store import ResultStore, shard
+from .store import LEGACY, PointKey, ResultStore, shard
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]  # holds the paper's 0.3, 0.5 and 0.8
 DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
@@ -50,6 +53,7 @@ class SweepConfig(BaseModel):
     data_dir: Path | None = None
     features: Path | None = None
     limit: int | None = Field(None, gt=0, description="documents per task (for quick looks)")
+    seed: int = Field(0, description="seed of randomised methods (dare_*, della*): a point merges the same each time")
     batch_size: int = Field(32, ge=1)
     device: str = "cpu"
 
@@ -63,7 +67,7 @@ class SweepConfig(BaseModel):
 
     def specs(self) -> list[MergeSpec]:
         return [
-            MergeSpec(method=m, alpha=a, parameters=self.method_parameters.get(m, {}))
+            MergeSpec(method=m, alpha=a, parameters=self.method_parameters.get(m, {}), seed=self.seed)
             for m in self.methods
             for a in self.alphas
         ]
@@ -97,7 +101,16 @@ class Sweep:
             spec.check()
             if spec.needs_base and config.base is None:
                 raise BabymergeError(f"method {spec.method!r} needs the shared initial checkpoint: set base (--base)")
+        for folder in dict.fromkeys(
+            [c.path for c in self.texts + self.multimodals] + [config.base] * bool(config.base)
+        ):
+            read_checked(folder)  # as mergekit-yaml checks its inputs: complete safetensors, finite values
         self._states: dict[Path, dict[str, torch.Tensor]] = {}
+        self._fingerprints: dict[Path, str] = {}
+        self._checked: set[tuple[Path, ...]] = set()
+        self._inputs_common: dict[str, Any] | None = None
+        self._pairs: list[Pair] | None = None
+        self.recomputed = 0  # results present in the store for another set of inputs, scored again
         tasks = list(dict.fromkeys(config.tasks + self._selection_tasks()))
         if share_from is not None:
             self.model, self.tokenizer, self.scorer = share_from.model, share_from.tokenizer, share_from.scorer
@@ -157,10 +170,12 @@ class Sweep:
         return FeatureFile.load(self.config.features).meta.get("random_backbone") == "true"
 
     def state(self, folder: Path) -> dict[str, torch.Tensor]:
+        """A checkpoint's tensors, checked like ``mergekit-yaml``'s inputs (readable, complete, finite)."""
         if folder not in self._states:
             if len(self._states) >= 6:
                 self._states.pop(next(iter(self._states)))
-            self._states[folder] = self._in_model_layout(folder, load_state(folder))
+            state = load_state(folder, check=False)  # checked when the sweep began
+            self._states[folder] = self._in_model_layout(folder, state)
         return self._states[folder]
 
     def _in_model_layout(self, folder: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,91 +200,184 @@ class Sweep:
         extra["random_backbone"] = self.random_backbone
         return [{**base, **row, **extra} for row in rows]
 
-    def _score_into_store(self, task: str, base: dict[str, Any]) -> None:
+    def _score_into_store(self, key: PointKey, base: dict[str, Any]) -> None:
         start = time.perf_counter()
-        rows = self.scorer.score(task)
+        rows = self.scorer.score(key.task)
+        base = {**base, **key.fields()}
         self.store.append(self._records(rows, base, time.perf_counter() - start))
+
+    # -- keys: what determines a result -----------------------------------------------------------------------
+    def fingerprint(self, folder: Path) -> str:
+        if folder not in self._fingerprints:
+            self._fingerprints[folder] = checkpoint_fingerprint(folder)
+        return self._fingerprints[folder]
+
+    def _common_inputs(self) -> dict[str, Any]:
+        """Inputs shared by every result: limit, evaluation data, task definitions and image features."""
+        if self._inputs_common is None:
+            from ..evaluation import data_dir, tasks_dir
+
+            c = self.config
+            tasks = tasks_dir()
+            definitions = [p for p in tasks.rglob("*") if p.suffix in (".yaml", ".py")]
+            self._inputs_common = {
+                "limit": c.limit,
+                "data": data_fingerprint(data_dir(c.data_dir)),
+                "tasks": files_fingerprint(tasks, definitions),
+                "features": data_fingerprint(c.features),
+            }
+        return self._inputs_common
+
+    def point_inputs(self, pair: Pair, spec: MergeSpec) -> dict[str, Any]:
+        """Everything besides (pair, method, alpha, task) that determines a point's results."""
+        text, multimodal = pair
+        fields = {"text": self.fingerprint(text.path), "multimodal": self.fingerprint(multimodal.path)}
+        if spec.needs_base:
+            fields["base"] = self.fingerprint(self.config.base)
+        fields |= {"parameters": spec.parameters, "seed": spec.seed if spec.randomised else None}
+        return fields | self._common_inputs()
+
+    def point_key(self, pair: Pair, spec: MergeSpec, task: str) -> PointKey:
+        return PointKey.make(pair_id(pair), spec.method, spec.alpha, task, digest(self.point_inputs(pair, spec)))
+
+    def checkpoint_inputs(self, role: str, checkpoint: Checkpoint) -> dict[str, Any]:
+        return {role: self.fingerprint(checkpoint.path), **self._common_inputs()}
+
+    def checkpoint_key(self, role: str, checkpoint: Checkpoint, task: str) -> PointKey:
+        """The key of one checkpoint's own score (the selection rule's)."""
+        inputs = digest(self.checkpoint_inputs(role, checkpoint))
+        return PointKey.make(f"{role}={checkpoint.name}", SELECT, None, task, inputs)
+
+    def grid_keys(self) -> set[PointKey]:
+        """The key of every (point, task) of the grid."""
+        return {self.point_key(p, s, t) for p in self.pairs() for s in self.config.specs() for t in self.config.tasks}
+
+    def missing(self, keys: list[PointKey]) -> list[PointKey]:
+        """The keys the store lacks; those stored for other inputs are counted as recomputed, with a notice."""
+        done = self.store.done()
+        todo = [k for k in keys if k not in done]
+        stored_points = {k[:4] for k in done}
+        changed = [k for k in todo if k[:4] in stored_points]
+        if changed:
+            legacy = sum(k.inputs == LEGACY for k in done)
+            why = f"; {legacy} stored results predate input fingerprints" if legacy else ""
+            logger.warning(
+                "%s: recomputing %d results stored for other inputs (weights, --param, --seed, --limit or data "
+                "changed%s)",
+                self.store.path,
+                len(changed),
+                why,
+            )
+            self.recomputed += len(changed)
+        return todo
+
+    def current(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of this sweep's grid and selection for today's inputs (the store may hold others)."""
+        keys = self.grid_keys() | self.selection_keys()
+        return [r for r in records if PointKey.of(r) in keys]
+
+    def selection_keys(self) -> set[PointKey]:
+        keys = set()
+        for role, series, task in self._series():
+            if len(series) > 1 and "best" in self.config.pairing:
+                keys |= {self.checkpoint_key(role, c, task) for c in series}
+        return keys
+
+    def _series(self) -> list[tuple[str, list[Checkpoint], str]]:
+        return [
+            ("text", self.texts, self.config.select_text_by),
+            ("multimodal", self.multimodals, self.config.select_multimodal_by),
+        ]
 
     # -- the selection rule -----------------------------------------------------------------------------------
     def select(self) -> Pair:
         """The paper's rule: the best text-only checkpoint by BLiMP, the best multimodal by Winoground (or caption
         matching); single checkpoints are taken as they are. Scores are stored (method ``checkpoint``)."""
         chosen = []
-        for role, series, task in (
-            ("text", self.texts, self.config.select_text_by),
-            ("multimodal", self.multimodals, self.config.select_multimodal_by),
-        ):
+        for role, series, task in self._series():
             if len(series) == 1:
                 chosen.append(series[0])
                 continue
-            done = self.store.done()
-            todo = [c for c in series if (f"{role}={c.name}", SELECT, None, task) not in done]
-            for checkpoint in tqdm(shard(todo), desc=f"selecting {role} by {task}", disable=not self.progress):
+            keys = {self.checkpoint_key(role, c, task): c for c in series}
+            todo = self.missing(list(keys))
+            for key in tqdm(shard(todo), desc=f"selecting {role} by {task}", disable=not self.progress):
+                checkpoint = keys[key]
                 self.load_weights(self.state(checkpoint.path))
-                base = {"pair": f"{role}={checkpoint.name}", "method": SELECT, "alpha": None, role: checkpoint.name}
-                base |= {f"{role}_words": checkpoint.words, f"{role}_path": str(checkpoint.path)}
-                self._score_into_store(task, base)
-            chosen.append(self._best(role, series, task))
+                base = {role: checkpoint.name, f"{role}_words": checkpoint.words, f"{role}_path": str(checkpoint.path)}
+                self._score_into_store(key, base | {"input_fields": self.checkpoint_inputs(role, checkpoint)})
+            chosen.append(self._best(keys, task))
         for line in self.selection_remarks:
-            logging.getLogger(__name__).warning("selection rule: %s", line)
+            logger.warning("selection rule: %s", line)
         return chosen[0], chosen[1]
 
     @property
     def selection_remarks(self) -> list[str]:
         """Selection tasks that cannot tell the checkpoints apart (at chance, ties, within one item)."""
-        return selection_remarks(self.store.records())
+        return selection_remarks(self.current(self.store.records()))
 
-    def _best(self, role: str, series: list[Checkpoint], task: str, wait_s: float = 3600) -> Checkpoint:
+    def _best(self, keys: dict[PointKey, Checkpoint], task: str, wait_s: float = 3600) -> Checkpoint:
         """The checkpoint with the highest ``acc`` (first metric otherwise); waits for other ranks' scores."""
         deadline = time.monotonic() + wait_s
         while True:
-            scores: dict[str, float] = {}
+            scores: dict[PointKey, float] = {}
             for r in self.store.records():
-                if r["method"] == SELECT and r["task"] == task and r["pair"].startswith(f"{role}="):
-                    if r["metric"] == "acc" or r["pair"] not in scores:
-                        scores[r["pair"]] = r["value"]
-            if all(f"{role}={c.name}" in scores for c in series):
+                key = PointKey.of(r)
+                if key in keys and (r["metric"] == "acc" or key not in scores):
+                    scores[key] = r["value"]
+            if len(scores) == len(keys):
                 # Ties go to the later checkpoint (more words seen): series are sorted by words.
-                return max(reversed(series), key=lambda c: scores[f"{role}={c.name}"])
+                ranked = {c: scores[k] for k, c in keys.items()}
+                return max(reversed(list(ranked)), key=ranked.__getitem__)
             if time.monotonic() > deadline:
-                raise BabymergeError(f"{self.store.path}: selection scores for {role} checkpoints never arrived")
+                raise BabymergeError(f"{self.store.path}: selection scores for {task} never arrived from other ranks")
             time.sleep(2)
 
     def pairs(self) -> list[Pair]:
-        out: list[Pair] = []
-        for kind in self.config.pairing:
-            if kind == "best":
-                out.append(self.select())
-            elif kind == "final":
-                out.append((self.texts[-1], self.multimodals[-1]))
-            else:
-                out.extend(aligned_pairs(self.texts, self.multimodals))
-        return list(dict.fromkeys(out))
+        if self._pairs is None:
+            out: list[Pair] = []
+            for kind in self.config.pairing:
+                if kind == "best":
+                    out.append(self.select())
+                elif kind == "final":
+                    out.append((self.texts[-1], self.multimodals[-1]))
+                else:
+                    out.extend(aligned_pairs(self.texts, self.multimodals))
+            self._pairs = list(dict.fromkeys(out))
+        return self._pairs
 
     # -- the grid -------------------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
-        """Score every point this process owns that the store lacks; return all records in the store."""
-        pairs = self.pairs()
-        points = [(pair, spec) for pair in pairs for spec in self.config.specs()]
-        done = self.store.done()
-        todo = []
-        for pair, spec in shard(points):
-            missing = [t for t in self.config.tasks if (pair_id(pair), spec.method, spec.alpha, t) not in done]
-            if missing:
-                todo.append((pair, spec, missing))
-        bar = tqdm(todo, desc="sweep", unit="point", disable=not self.progress)
-        for pair, spec, missing in bar:
-            bar.set_postfix_str(f"{pair_id(pair)} {spec.method} alpha={spec.alpha}")
-            self.run_point(pair, spec, missing)
-        return self.store.records()
+        """Score every point this process owns that the store lacks; return this grid's records.
+
+        Only one sweep at a time may write a store (ranks of one distributed sweep share it).
+        """
+        with self.store.sole_writer():
+            pairs = self.pairs()
+            points = [(pair, spec) for pair in pairs for spec in self.config.specs()]
+            mine = shard(points)
+            keys = {self.point_key(p, s, t): i for i, (p, s) in enumerate(mine) for t in self.config.tasks}
+            todo: dict[int, list[str]] = {}
+            for key in self.missing(list(keys)):
+                todo.setdefault(keys[key], []).append(key.task)
+            bar = tqdm(todo.items(), desc="sweep", unit="point", disable=not self.progress)
+            for i, missing in bar:
+                pair, spec = mine[i]
+                bar.set_postfix_str(f"{pair_id(pair)} {spec.method} alpha={spec.alpha}")
+                self.run_point(pair, spec, missing)
+        return self.current(self.store.records())
 
     def merged_state(self, pair: Pair, spec: MergeSpec) -> dict[str, torch.Tensor]:
         text, multimodal = pair
-        states = {TEXT: self.state(text.path), MULTIMODAL: self.state(multimodal.path)}
         folders = {TEXT: text.path, MULTIMODAL: multimodal.path}
         if spec.needs_base:
-            states[BASE], folders[BASE] = self.state(self.config.base), self.config.base
-        check_same_tensors(states, folders)
+            folders[BASE] = self.config.base
+        states = {role: self.state(folder) for role, folder in folders.items()}
+        if tuple(folders.values()) not in self._checked:
+            if is_text_lm_folder(text.path):  # LM names mapped into the multimodal layout (llava_text.py)
+                check_same_states(states, folders)
+            else:
+                check_same_tensors(folders)
+            self._checked.add(tuple(folders.values()))
         merged = spec.merge(states)
         if is_text_lm_folder(text.path):  # vision/projector tensors whole from the multimodal model
             merged |= {n: states[MULTIMODAL][n] for n in multimodal_only_names(multimodal.path, merged)}
@@ -281,10 +389,9 @@ class Sweep:
         merge_seconds = time.perf_counter() - start
         text, multimodal = pair
         base = {
-            "pair": pair_id(pair),
-            "method": spec.method,
-            "alpha": spec.alpha,
             "parameters": spec.parameters,
+            "seed": spec.seed,
+            "input_fields": self.point_inputs(pair, spec),
             "text": text.name,
             "multimodal": multimodal.name,
             "text_words": text.words,
@@ -294,7 +401,7 @@ class Sweep:
             "merge_seconds": round(merge_seconds, 4),
         }
         for task in tasks:
-            self._score_into_store(task, {**base, "task_requested": task})
+            self._score_into_store(self.point_key(pair, spec, task), {**base, "task_requested": task})
 
 
 def run_sweep(config: SweepConfig, scorer_factory: ScorerFactory | None = None, progress: bool = True) -> list[dict]:

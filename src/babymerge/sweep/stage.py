@@ -51,19 +51,14 @@ def load_config(path: str | os.PathLike | None, overrides: dict[str, Any], store
 
 
 def wait_for_points(sweep: Sweep, timeout_s: float = 24 * 3600) -> list[dict[str, Any]]:
-    """Rank 0's barrier: wait until the store holds every (pair, method, alpha, task) of the grid."""
-    expected = {
-        (pair_id(p), s.method, s.alpha, t)
-        for p in sweep.pairs()
-        for s in sweep.config.specs()
-        for t in sweep.config.tasks
-    }
+    """Rank 0's barrier: wait until the store holds every (point, task) of the grid; return the grid's records."""
+    expected = sweep.grid_keys()
     deadline = time.monotonic() + timeout_s
     while not expected <= sweep.store.done():
         if time.monotonic() > deadline:
             raise BabymergeError(f"{sweep.store.path}: other ranks never finished their points")
         time.sleep(2)
-    return sweep.store.records()
+    return sweep.current(sweep.store.records())
 
 
 def sweep_and_report(
@@ -97,20 +92,34 @@ def chosen_specs(sweep: Sweep, records: list[dict[str, Any]], choices: list[str]
                 ]
                 if scored:
                     alpha = max(scored)[2]
-                    specs.append(
-                        MergeSpec(method=method, alpha=alpha, parameters=sweep.config.method_parameters.get(method, {}))
-                    )
+                    specs.append(spec_of(sweep, method, alpha))
             continue
         method, _, alpha = choice.partition(":")
         try:
             value = float(alpha)
         except ValueError:
             raise BabymergeError(f"--materialize {choice!r}: expected METHOD:ALPHA (e.g. linear:0.5) or best") from None
-        specs.append(MergeSpec(method=method, alpha=value, parameters=sweep.config.method_parameters.get(method, {})))
+        specs.append(spec_of(sweep, method, value))
     unique: dict[tuple, MergeSpec] = {}
     for spec in specs:
         unique.setdefault((spec.method, spec.alpha), spec)
     return list(unique.values())
+
+
+def spec_of(sweep: Sweep, method: str, alpha: float) -> MergeSpec:
+    parameters = sweep.config.method_parameters.get(method, {})
+    return MergeSpec(method=method, alpha=alpha, parameters=parameters, seed=sweep.config.seed)
+
+
+def write_scored_weights(folder: Path, state: dict[str, Any]) -> None:
+    """Replace the tensors of every safetensors shard in ``folder`` by ``state``'s (same names, same shards)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as handle:
+            names, metadata = list(handle.keys()), handle.metadata()
+        save_file({name: state[name].contiguous() for name in names}, str(shard), metadata=metadata)
 
 
 def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: list[str], out_dir: Path) -> list[Path]:
@@ -131,17 +140,18 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
         config = spec.mergekit_config(text.path, multimodal.path, sweep.config.base)
         if is_text_lm_folder(text.path):  # the scored model is the multimodal one, so it goes first (llava_text.py)
             config["models"].sort(key=lambda entry: entry["model"] != str(Path(multimodal.path).resolve()))
-        folder = out_dir / f"{spec.method}_alpha{spec.alpha:g}_{text.name}+{multimodal.name}"
+        seed = f"_seed{spec.seed}" if spec.randomised else ""
+        folder = out_dir / f"{spec.method}_alpha{spec.alpha:g}{seed}_{text.name}+{multimodal.name}"
         if folder.exists():
             written.append(folder)
             continue
         with atomic_dir(folder, create=False) as tmp:  # merge and card appear together or not at all
-            run_merge(
-                MergeConfiguration.model_validate(config),
-                str(tmp),
-                options=MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True),
-                config_source=yaml.safe_dump(config, sort_keys=False),
-            )
+            seed = spec.seed if spec.randomised else None
+            options = MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True, random_seed=seed)
+            source = yaml.safe_dump(config, sort_keys=False)
+            run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options, config_source=source)
+            if spec.randomised:  # mergekit-yaml draws its masks in another order: write the merge that was scored
+                write_scored_weights(tmp, sweep.merged_state((text, multimodal), spec))
             card = tmp / "README.md"
             previous = card.read_text() if card.exists() else f"# {folder.name}\n"
             card.write_text(previous.rstrip("\n") + "\n" + card_scores(sweep, records, (text, multimodal), spec))
@@ -163,6 +173,8 @@ def card_scores(sweep: Sweep, records: list[dict[str, Any]], pair: tuple, spec: 
     ]
     lines = ["", "## babymerge sweep scores", "", "| task | metric | score (x100) |", "|---|---|---|"]
     lines += [f"| {r['task']} | {r['metric']} | {100 * r['value']:.2f} |" for r in scores]
+    if spec.randomised:
+        lines += ["", f"Weights: the merge that was scored (seed {spec.seed}, drawn in babymerge's in-memory order)."]
     if sweep.random_backbone:
         lines += ["", f"Note: {RANDOM_BACKBONE_NOTE}."]
     return "\n".join(lines) + "\n"

@@ -1,10 +1,12 @@
 """An append-only JSONL results store that several processes can write at once, and resume from.
 
-One line per result: ``{"pair", "method", "alpha", "task", "metric", "value", ...}``. A result's key is
-``(pair, method, alpha, task, metric)``; the first line with a key wins, so a result is never counted twice.
-Writers take an exclusive ``fcntl`` lock on a side file, re-read the keys, and append only new records, then
-``fsync``: a killed writer leaves at most one unfinished last line, which readers skip and the next writer
-closes with a newline. Sweeps skip every (point, task) already present, so a rerun resumes.
+One line per result: ``{"pair", "method", "alpha", "task", "inputs", "metric", "value", ...}``. A result is
+identified by :class:`PointKey` plus its metric: ``inputs`` is a digest of everything else that determines it
+(checkpoint weights, method parameters, seed, limit, data), so a result is reused only for the same inputs.
+The first line with a key wins, so a result is never counted twice. Writers take an exclusive ``fcntl`` lock
+on a side file, re-read the keys, and append only new records, then ``fsync``: a killed writer leaves at most
+one unfinished last line, which readers skip and the next writer closes with a newline. Sweeps skip every
+(point, task) already present, so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -15,21 +17,48 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-KEY_FIELDS = ("pair", "method", "alpha", "task", "metric")
+from ..errors import BabymergeError
+
+LEGACY = ""  # the ``inputs`` of records written before inputs were fingerprinted: they match no point
 
 
-def record_key(record: dict[str, Any]) -> tuple:
-    """The identity of a result; ``alpha`` is rounded so 0.3 and 0.30000000000000004 are one point."""
-    alpha = record.get("alpha")
-    return (
-        record["pair"],
-        record["method"],
-        None if alpha is None else round(float(alpha), 6),
-        record["task"],
-        record["metric"],
-    )
+class PointKey(NamedTuple):
+    """What identifies a (point, task): ``inputs`` digests weights, parameters, seed, limit and data."""
+
+    pair: str
+    method: str
+    alpha: float | None
+    task: str
+    inputs: str
+
+    @classmethod
+    def make(cls, pair: str, method: str, alpha: float | None, task: str, inputs: str) -> PointKey:
+        """``alpha`` is rounded so 0.3 and 0.30000000000000004 are one point."""
+        return cls(pair, method, None if alpha is None else round(float(alpha), 6), task, inputs)
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> PointKey:
+        return cls.make(
+            record["pair"], record["method"], record.get("alpha"), record["task"], record.get("inputs", LEGACY)
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The key as record fields."""
+        return self._asdict()
+
+    def same_point(self, other: PointKey) -> bool:
+        """Same (pair, method, alpha, task), whatever the inputs."""
+        return self[:4] == other[:4]
+
+
+KEY_FIELDS = (*PointKey._fields, "metric")
+
+
+def record_key(record: dict[str, Any]) -> tuple[PointKey, str]:
+    """The identity of a result: its point key and metric."""
+    return PointKey.of(record), record["metric"]
 
 
 class ResultStore:
@@ -69,12 +98,43 @@ class ResultStore:
                     out.append(record)
         return out
 
-    def keys(self) -> set[tuple]:
+    def keys(self) -> set[tuple[PointKey, str]]:
         return {record_key(r) for r in self.records()}
 
-    def done(self) -> set[tuple]:
-        """``(pair, method, alpha, task)`` of every result present."""
-        return {key[:4] for key in self.keys()}
+    def done(self) -> set[PointKey]:
+        """The point key of every result present."""
+        return {key for key, _ in self.keys()}
+
+    @contextmanager
+    def sole_writer(self, what: str = "sweep") -> Iterator[None]:
+        """Hold ``<store>.running`` while a sweep runs; a second sweep on the same store is refused (one line).
+
+        Ranks of one distributed sweep share the store: only rank 0 takes the lock.
+        """
+        if int(os.environ.get("RANK", 0)) != 0:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        running = self.path.with_name(self.path.name + ".running")
+        with open(running, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise BabymergeError(
+                    f"{self.path}: another {what} is writing this store ({owner}); wait for it or choose another --out"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def append(self, records: list[dict[str, Any]]) -> int:
         """Append the records whose keys are not yet present; return how many were written."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..errors import BabymergeError
 from ..io import atomic_file
@@ -73,13 +75,50 @@ def warn_on_changes(before: TrainConfig, now: TrainConfig) -> None:
         logger.warning("resuming %s with changed settings %s; the checkpoints mix both", now.out, changed)
 
 
+def incomplete(checkpoint: Path) -> str | None:
+    """Why a Trainer ``checkpoint-N`` folder cannot be resumed from (cut mid-write), or ``None`` when complete.
+
+    The Trainer writes the weights, then the optimizer, scheduler and RNG states, then ``trainer_state.json``.
+    """
+    from ..merging.checks import read_safetensors_header
+
+    state = checkpoint / "trainer_state.json"
+    try:
+        int(json.loads(state.read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{state.name} missing or truncated"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights:
+        return "no weights"
+    for file in weights:
+        try:
+            read_safetensors_header(file)
+        except BabymergeError:
+            return f"{file.name} truncated"
+    for file in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]):
+        if not zipfile.is_zipfile(file):  # torch.save writes zip archives; a cut one has no central directory
+            return f"{file.name} truncated"
+    return None
+
+
+def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
+    """The highest-numbered complete ``checkpoint-N``; incomplete ones are skipped with a one-line notice."""
+    found = [p for p in trainer_dir.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        problem = incomplete(checkpoint)
+        if problem is None:
+            return checkpoint
+        logger.warning("%s: skipped, cut mid-write (%s); resuming from an earlier checkpoint", checkpoint, problem)
+    return None
+
+
 def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
     """Train as ``config`` says; returns the output folder.
 
     ``OUT/checkpoints/<words>`` holds a complete model at each word milestone (an adapter folder with
     ``lora``), ``OUT/checkpoints/final`` the end state, ``OUT/trainer/checkpoint-N`` the Trainer's resumable
     state, ``OUT/loss.jsonl`` the logged losses and ``OUT/loss.png`` their curve. Running the same config
-    again resumes from the last Trainer checkpoint.
+    again resumes from the last complete Trainer checkpoint (one cut mid-write by a kill is skipped).
     """
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +144,7 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
     milestone.trainer = trainer
     resume = None
     if config.resume and (out / "trainer").is_dir():
-        resume = get_last_checkpoint(str(out / "trainer"))
+        resume = last_complete_checkpoint(out / "trainer")
     if resume is not None and (out / "train_config.yaml").is_file():
         warn_on_changes(TrainConfig.from_yaml(out / "train_config.yaml"), config)
     if trainer.is_world_process_zero():
@@ -116,7 +155,7 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
     if resume is not None:
         milestone.restore(Path(resume), trim_log=trainer.is_world_process_zero())
     logger.info("training on %d rows (%d words per epoch)", len(dataset), dataset.num_words)
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     if config.save_final:
         milestone.save(out / "checkpoints" / "final", trainer.state, None)
     if trainer.is_world_process_zero() and (out / "loss.jsonl").is_file():
