@@ -313,7 +313,8 @@ class Sweep:
     @property
     def selection_remarks(self) -> list[str]:
         """Selection tasks that cannot tell the checkpoints apart (at chance, ties, within one item)."""
-        return selection_remarks(self.current(self.store.records()))
+        keys = self.selection_keys()  # not current(): its grid keys need pairs(), which calls select()
+        return selection_remarks([r for r in self.store.records() if PointKey.of(r) in keys])
 
     def _best(self, keys: dict[PointKey, Checkpoint], task: str, wait_s: float = 3600) -> Checkpoint:
         """The checkpoint with the highest ``acc`` (first metric otherwise); waits for other ranks' scores."""
