@@ -48,13 +48,6 @@ class PointKey(NamedTuple):
         """The key as record fields."""
         return self._asdict()
 
-    def same_point(self, other: PointKey) -> bool:
-        """Same (pair, method, alpha, task), whatever the inputs."""
-        return self[:4] == other[:4]
-
-
-KEY_FIELDS = (*PointKey._fields, "metric")
-
 
 def record_key(record: dict[str, Any]) -> tuple[PointKey, str]:
     """The identity of a result: its point key and metric."""
