@@ -179,3 +179,25 @@ def test_unknown_method_is_one_line_error(models, world, tmp_path):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "'lerp'" in last and "linear" in last
+
+
+def test_scorer_indexes_only_babymerge_tasks(models, world, monkeypatch):
+    """The sweep's scorer on babymerge's tasks skips indexing lm-eval's ~10k built-in task configs."""
+    import lm_eval.tasks
+    from transformers import AutoTokenizer
+
+    from babymerge import BabyLlavaForConditionalGeneration
+    from babymerge.evaluation.plugin import babymerge_task_names
+    from babymerge.sweep.evaluate import babyllava_scorer
+
+    managers = []
+    original = lm_eval.tasks.get_task_dict
+
+    def spy(tasks, manager=None):
+        managers.append(manager)
+        return original(tasks, manager)
+
+    monkeypatch.setattr(lm_eval.tasks, "get_task_dict", spy)
+    model = BabyLlavaForConditionalGeneration.from_pretrained(models[BASE])
+    babyllava_scorer(model, AutoTokenizer.from_pretrained(models[BASE]), [TASK], data_dir=world / "evaluation_data")
+    assert managers and all(set(m.all_tasks) == babymerge_task_names() for m in managers)
