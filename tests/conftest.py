@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import OFFLINE
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for _name, _value in OFFLINE.items():
+    os.environ.setdefault(_name, _value)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from helpers import offline_env
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ def render(recipe: str, tmp: Path, paths: dict[str, Path]) -> Path:
 
 
 def mergekit_yaml(recipe: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = offline_env()
     return subprocess.run(
         [str(MERGEKIT_YAML), str(recipe), str(out), "--quiet", *extra],
         capture_output=True,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from PIL import Image
@@ -129,3 +132,31 @@ def test_init_errors_name_the_problem(tokenizer_dir, tmp_path, capsys):
 def test_convert_missing_input(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "nothing"), str(tmp_path / "out"), "--to", "babyllava"]) == 2
     assert "nothing/config.json: not found" in error_line(capsys, "convert")
+
+
+INTERNAL_BUG = """
+import sys
+import babymerge.training.tokenizer as stage
+from babymerge.cli import main
+
+def broken(*args, **kwargs):
+    raise ValueError("internal bug")
+
+stage.text_files = broken
+sys.exit(main())
+"""
+
+
+def test_internal_bug_keeps_its_traceback(tmp_path):
+    args = ["tokenizer", str(tmp_path), "--out", str(tmp_path / "tok")]
+    result = subprocess.run([sys.executable, "-c", INTERNAL_BUG, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("ValueError: internal bug")
+
+
+def test_user_error_is_one_line_with_exit_2(tmp_path, capsys):
+    assert main(["tokenizer", str(tmp_path), "--out", str(tmp_path / "tok"), "--vocab-size", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err == "babymerge tokenizer: error: --vocab-size must be at least 300 (256 bytes + specials), got 10\n"
+    assert not (tmp_path / "tok").exists()

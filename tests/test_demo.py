@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import CLI, offline_env
 from PIL import Image
 
 from babymerge.demo.world import COLOURS, QUICK, generate_world
@@ -78,10 +77,9 @@ def test_world_layout_and_grounding(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = offline_env()
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-c", "import sys; from babymerge.cli import main; sys.exit(main())"]
-    cmd += ["demo", "--quick", "--out", str(out), "--no-progress"]
+    cmd = [*CLI, "demo", "--quick", "--out", str(out), "--no-progress"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RANDOMLY INITIALISED" in result.stdout

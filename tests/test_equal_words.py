@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from test_sweep import TASK, series
+from helpers import TASK, series
 
 from babymerge.sweep.equal_words import equal_word_rows, write_equal_words
 from babymerge.sweep.store import ResultStore

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+from helpers import CLI, offline_env
 from test_eval import babylm_layout, winoground_features
-
-CLI = [sys.executable, "-c", "import sys; from babymerge.cli import main; sys.exit(main())"]
 
 
 def run(args: list[str], cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(args, capture_output=True, text=True, env=offline_env(), cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import offline_env
 from merge_helpers import RECIPES, mergekit_yaml, mergekit_yaml_in_process, weights
 
 BLACK = "model.black_image_features"
@@ -338,7 +339,7 @@ main(sys.argv[1:])
 
 def hanging_merge(recipe: Path, out: Path) -> tuple[subprocess.Popen, Path]:
     """A real mergekit-yaml merge that stops while writing; returns the process and its partial folder."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = offline_env()
     args = [sys.executable, "-c", HANGING_MERGE, str(recipe), str(out), "--quiet"]
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

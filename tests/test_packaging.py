@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from helpers import offline_env
 from test_eval import babylm_layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def fresh_env(tmp_path_factory) -> Path:
 
 
 def run_in(env: Path, args: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    variables = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    variables = offline_env()
     variables.pop("PYTHONPATH", None)
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=variables, cwd=cwd, timeout=600)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from test_sweep import TASK, series
+from helpers import TASK, series
 
 from babymerge.sweep.selection import selection_remarks, verdict
 

@@ -4,55 +4,13 @@ checkpoint pairing, the table and plots, and errors. Merge equality, the store a
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 
 import torch
+from helpers import TASK, offline_env, series, sweep_cmd
 
-from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT, load_state
-from babymerge.sweep.store import record_key
-
-TASK = "babylm_blimp_fast"
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def sweep_cmd(models, world, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from babymerge.cli import main; sys.exit(main())",
-        "sweep",
-        "--text",
-        str(models[TEXT]),
-        "--multimodal",
-        str(models[MULTIMODAL]),
-        "--base",
-        str(models[BASE]),
-        "--tasks",
-        TASK,
-        "--data-dir",
-        str(world / "evaluation_data"),
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
-
-
-def raw_keys(store: Path) -> Counter:
-    """Every complete line's key, counted (duplicates would show as counts above 1)."""
-    keys: Counter = Counter()
-    for line in store.read_text().splitlines(keepends=True):
-        if line.endswith("\n"):
-            keys[record_key(json.loads(line))] += 1
-    return keys
+from babymerge.sweep.merge import BASE, load_state
 
 
 def babylm_accuracy(model, tokenizer, folder: Path, margin: float = 1e-3) -> tuple[float, float]:
@@ -83,13 +41,6 @@ def babylm_accuracy(model, tokenizer, folder: Path, margin: float = 1e-3) -> tup
         low.append(sure / n)
         high.append((sure + unsure) / n)
     return sum(low) / len(low), sum(high) / len(high)
-
-
-def series(root: Path, source: Path, names_words: list[tuple[str, int]]) -> Path:
-    for name, words in names_words:
-        shutil.copytree(source, root / "checkpoints" / name)
-        (root / "checkpoints" / name / "babymerge_training.json").write_text(json.dumps({"words_seen": words}))
-    return root
 
 
 def test_scores_selection_and_alignment(make_checkpoint, models, world, tmp_path):
@@ -174,8 +125,30 @@ def test_report_table_and_plots(tmp_path):
 
 def test_unknown_method_is_one_line_error(models, world, tmp_path):
     result = subprocess.run(
-        sweep_cmd(models, world, tmp_path / "s", "--methods", "lerp"), env=env(), capture_output=True, text=True
+        sweep_cmd(models, world, tmp_path / "s", "--methods", "lerp"), env=offline_env(), capture_output=True, text=True
     )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "'lerp'" in last and "linear" in last
+
+
+def test_scorer_indexes_only_babymerge_tasks(models, world, monkeypatch):
+    """The sweep's scorer on babymerge's tasks skips indexing lm-eval's ~10k built-in task configs."""
+    import lm_eval.tasks
+    from transformers import AutoTokenizer
+
+    from babymerge import BabyLlavaForConditionalGeneration
+    from babymerge.evaluation.plugin import babymerge_task_names
+    from babymerge.sweep.evaluate import babyllava_scorer
+
+    managers = []
+    original = lm_eval.tasks.get_task_dict
+
+    def spy(tasks, manager=None):
+        managers.append(manager)
+        return original(tasks, manager)
+
+    monkeypatch.setattr(lm_eval.tasks, "get_task_dict", spy)
+    model = BabyLlavaForConditionalGeneration.from_pretrained(models[BASE])
+    babyllava_scorer(model, AutoTokenizer.from_pretrained(models[BASE]), [TASK], data_dir=world / "evaluation_data")
+    assert managers and all(set(m.all_tasks) == babymerge_task_names() for m in managers)

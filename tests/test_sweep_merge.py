@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import offline_env, raw_keys
 from merge_helpers import MERGEKIT_YAML, mergekit_yaml_in_process
 from safetensors.torch import load_file
-from test_sweep import env, raw_keys
 
 from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT, MergeSpec, load_state
 from babymerge.sweep.store import ResultStore
@@ -32,7 +32,7 @@ def test_in_memory_merge_equals_mergekit_yaml(models, tmp_path, spec):
     (tmp_path / "merge.yml").write_text(yaml.safe_dump(config))
     out = tmp_path / "merged"
     cmd = [str(MERGEKIT_YAML), str(tmp_path / "merge.yml"), str(out), "--trust-remote-code"]
-    subprocess.run(cmd, check=True, env=env(), capture_output=True, cwd=tmp_path)
+    subprocess.run(cmd, check=True, env=offline_env(), capture_output=True, cwd=tmp_path)
     written: dict[str, torch.Tensor] = {}
     for shard in out.glob("*.safetensors"):
         written.update(load_file(shard))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from test_sweep import env, raw_keys, sweep_cmd
+from helpers import offline_env, raw_keys, sweep_cmd
 
 from babymerge.sweep.store import ResultStore
 
@@ -15,7 +15,7 @@ def test_ranks_share_the_points(models, world, tmp_path):
     procs = [
         subprocess.Popen(
             sweep_cmd(models, world, out, *args),
-            env={**env(), "RANK": str(r), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"},
+            env={**offline_env(), "RANK": str(r), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"},
             stderr=subprocess.PIPE,
         )
         for r in (0, 1)

@@ -4,13 +4,13 @@ are summed over processes and the milestones and loss log are written once."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import synthetic_corpus
+from helpers import offline_env
 
 from babymerge.training.init import init_model, save_checkpoint
 
@@ -26,7 +26,7 @@ def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer):
     common = ["train", "--mode", "text", "--init", str(init), "--text", str(corpus)]
     common += ["--max-length", "48", "--max-steps", "6", "--logging-steps", "2"]
     common += ["--milestone-unit", "500", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = offline_env(OMP_NUM_THREADS="1")
     cli = [str(babymerge)]
     two = [str(torchrun), "--nproc-per-node", "2", *cli, *common, "--batch-size", "4", "--out", str(tmp_path / "two")]
     subprocess.run(two, check=True, capture_output=True, env=env, timeout=300)

@@ -1,7 +1,8 @@
 """``babymerge <stage> ...``: the one command line face.
 
 Each module in this package adds one subcommand: it defines ``register(subparsers)`` which adds a parser
-whose ``func`` default takes the parsed arguments and calls into its stage.
+whose ``func`` default takes the parsed arguments and calls into its stage. A ``BabymergeError`` or pydantic
+``ValidationError`` becomes one line and exit status 2; any other exception keeps its traceback.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (BabymergeError, ValidationError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (BabymergeError, ValidationError) as error:  # user errors; anything else is a bug and keeps its traceback
         print(f"babymerge {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import BabymergeError
+
 
 def run(args: argparse.Namespace) -> int:
     from ..io import atomic_dir
     from ..modeling.convert import to_babyllava, to_reference
 
     if args.to == "babyllava" and args.vision_tower:
-        raise ValueError("--vision-tower only applies with --to reference")
+        raise BabymergeError("--vision-tower only applies with --to reference")
     if args.to == "reference" and args.black_features:
-        raise ValueError("--black-features only applies with --to babyllava (the black image travels along)")
+        raise BabymergeError("--black-features only applies with --to babyllava (the black image travels along)")
     with atomic_dir(args.output, overwrite=args.overwrite) as tmp:
         if args.to == "babyllava":
             notes = to_babyllava(str(args.input), str(tmp), black_features=args.black_features)

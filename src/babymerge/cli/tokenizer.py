@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import BabymergeError
+
 PAPER_RATIO = 1.36
 
 
@@ -12,9 +14,9 @@ def run(args: argparse.Namespace) -> int:
     from ..training.tokenizer import subwords_per_word, text_files, train_tokenizer
 
     if args.vocab_size < 300:
-        raise ValueError(f"--vocab-size must be at least 300 (256 bytes + specials), got {args.vocab_size}")
+        raise BabymergeError(f"--vocab-size must be at least 300 (256 bytes + specials), got {args.vocab_size}")
     if args.num_image_tokens < 1:
-        raise ValueError(f"--num-image-tokens must be at least 1, got {args.num_image_tokens}")
+        raise BabymergeError(f"--num-image-tokens must be at least 1, got {args.num_image_tokens}")
     files = text_files(args.text_dir)
     tokenizer = train_tokenizer(
         files, args.vocab_size, num_image_tokens=args.num_image_tokens, min_frequency=args.min_frequency

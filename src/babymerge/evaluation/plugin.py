@@ -12,7 +12,7 @@ import contextlib
 import functools
 import importlib.util
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import BabymergeError
@@ -80,6 +80,11 @@ def babymerge_tasks_only() -> Iterator[None]:
         yield
     finally:
         _state.only = False
+
+
+def only_babymerge_tasks(tasks: Iterable[str]) -> bool:
+    """True when every requested task or group is babymerge's (lm-eval's built-in index is not needed)."""
+    return set(tasks) <= babymerge_task_names()
 
 
 def babymerge_task_names() -> set[str]:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +42,14 @@ def evaluate(
     tasks (e.g. ``blimp``; about 5 s more per call). Other keywords go to ``simple_evaluate``.
     """
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     from .lm import BabyLlavaLM
     from .plugin import include_tasks
 
     include_tasks()
 
-    root = str(_resolve_data_dir(data_dir))
     lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size)
-    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=include_defaults, metadata={"data_dir": root})
+    manager = task_manager(tasks, data_dir, include_defaults=include_defaults)
     simple_evaluate_kwargs.setdefault("bootstrap_iters", 0)
     return simple_evaluate(
         model=lm,
@@ -60,6 +59,24 @@ def evaluate(
         log_samples=log_samples,
         **simple_evaluate_kwargs,
     )
+
+
+def task_manager(
+    tasks: Iterable[str], data_dir: str | os.PathLike | None = None, *, include_defaults: bool | None = None
+) -> Any:
+    """lm-eval's ``TaskManager`` over babymerge's task folder, with the data folder as task metadata.
+
+    lm-eval's ~10k built-in task configs (about 5 s to index) are indexed when ``include_defaults`` is true or,
+    when it is None, when some requested task is not babymerge's.
+    """
+    from lm_eval.tasks import TaskManager
+
+    from .plugin import only_babymerge_tasks
+
+    if include_defaults is None:
+        include_defaults = not only_babymerge_tasks(tasks)
+    metadata = {"data_dir": str(_resolve_data_dir(data_dir))}
+    return TaskManager(include_path=str(tasks_dir()), include_defaults=include_defaults, metadata=metadata)
 
 
 def _resolve_data_dir(explicit: str | os.PathLike | None) -> Path:
@@ -118,7 +135,7 @@ def run_cli(
     from lm_eval.__main__ import cli_evaluate
 
     from ..io import atomic_file
-    from .plugin import babymerge_task_names, babymerge_tasks_only, include_tasks, register_model
+    from .plugin import babymerge_tasks_only, include_tasks, only_babymerge_tasks, register_model
 
     register_model()
     include_tasks()
@@ -131,7 +148,7 @@ def run_cli(
     argv += list(extra or [])
     os.environ.setdefault(DATA_ENV, str(root))
     requested = {name.strip() for name in tasks.split(",") if name.strip()}
-    only_ours = requested <= babymerge_task_names() and "--include_path" not in argv
+    only_ours = only_babymerge_tasks(requested) and "--include_path" not in argv
     saved, sys.argv = sys.argv, argv
     try:
         with babymerge_tasks_only() if only_ours else contextlib.nullcontext():

@@ -403,9 +403,3 @@ def _parameter_blocks(node: Any, where: str = "") -> Iterable[tuple[str, dict]]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _parameter_blocks(value, f"{where}[{i}]")
-
-
-def finite_size(models: list[ModelInputs]) -> int:
-    """Total bytes of the inputs' tensors (for messages and benchmarks)."""
-    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
-    return sum(math.prod(t.shape) * sizes.get(t.dtype, 4) for m in models for t in m.tensors.values())

@@ -198,6 +198,14 @@ def check_complete_folder(out: Path, donor: Path, options: Any, tagalong: list[s
             raise MergeInputError(f"{out}: merged folder lacks {name} (present in {donor})")
 
 
+def refuse_existing(out_path: str) -> Path:
+    """The output folder, refused before any work when it exists (``io.atomic_dir`` checks again at the end)."""
+    out = Path(out_path)
+    if out.exists():
+        raise MergeInputError(f"{out}: output folder exists; choose another path or remove it")
+    return out
+
+
 def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_source: str | None = None) -> None:
     """mergekit's ``run_merge`` with babymerge's checks, guard and atomic output (same signature)."""
     from importlib import import_module
@@ -209,9 +217,7 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
         return run_cross_layout_merge(original, merge_config, out_path, options, config_source)
     if not is_babymerge_merge(merge_config):
         return original(merge_config, out_path, options, config_source=config_source)
-    out = Path(out_path)
-    if out.exists():
-        raise MergeInputError(f"{out}: output folder exists; choose another path or remove it")
+    out = refuse_existing(out_path)
     if config_source is not None:  # mergekit-yaml passes the recipe text: its unknown keys were dropped
         import yaml
 

@@ -378,11 +378,9 @@ def run_cross_layout_merge(
 ) -> None:
     """Check the pair, merge with mergekit into a hidden folder, run the guard, rename into place."""
     from ..io import atomic_dir
-    from .guarded import check_complete_folder, finite_inputs, local_paths_stay_local
+    from .guarded import check_complete_folder, finite_inputs, local_paths_stay_local, refuse_existing
 
-    out = Path(out_path)
-    if out.exists():
-        raise MergeInputError(f"{out}: output folder exists; choose another path or remove it")
+    out = refuse_existing(out_path)
     plan = plan_cross_layout(merge_config, options)
     check_recipe(merge_config, plan.arch.modules)
     check_covered(plan, options)

@@ -8,8 +8,9 @@ read as well. Weights are read and written with safetensors directly, so nothing
 tensor is copied bit for bit. The reference layout has no place for the black image's features, so they travel
 beside it as ``black_image.safetensors`` (feature-file layout with no images).
 
-Imports only json, torch, safetensors and transformers (the ``babyllava`` model type must be registered,
-which importing ``babymerge.modeling`` does). Functions raise ``ValueError`` with one line naming the tensor or file.
+Imports json, torch, safetensors and transformers (the ``babyllava`` model type must be registered, which
+importing ``babymerge.modeling`` does). Functions raise ``BadValueError`` (a ``ValueError``) with one line naming
+the tensor or file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, Dinov2Config, LlavaConfig
+
+from ..errors import BadValueError
 
 BLACK_FILE = "black_image.safetensors"
 BLACK_KEY = "model.black_image_features"
@@ -63,16 +66,16 @@ def read_json(path: str) -> dict:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
-        raise ValueError(f"{path}: not found") from None
+        raise BadValueError(f"{path}: not found") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise BadValueError(f"{path}: not valid JSON ({error})") from None
 
 
 def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({' '.join(str(error).split())})") from None
+        raise BadValueError(f"{path}: not a readable safetensors file ({' '.join(str(error).split())})") from None
 
 
 def read_weights(folder: str) -> dict[str, torch.Tensor]:
@@ -82,7 +85,7 @@ def read_weights(folder: str) -> dict[str, torch.Tensor]:
         return _read_safetensors(single)
     index = f"{folder}/model.safetensors.index.json"
     if not _exists(index):
-        raise ValueError(f"{folder}: no model.safetensors or model.safetensors.index.json")
+        raise BadValueError(f"{folder}: no model.safetensors or model.safetensors.index.json")
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(set(read_json(index)["weight_map"].values())):
         tensors.update(_read_safetensors(f"{folder}/{shard}"))
@@ -98,7 +101,7 @@ def reference_to_babyllava_name(key: str) -> str | None:
             if old.endswith("multi_modal_projector.") and key[len(old) :] not in PROJECTOR_NAMES:
                 break
             return new + key[len(old) :]
-    raise ValueError(f"tensor {key!r} is not part of the reference Llava layout")
+    raise BadValueError(f"tensor {key!r} is not part of the reference Llava layout")
 
 
 def babyllava_to_reference_name(key: str) -> str | None:
@@ -108,7 +111,7 @@ def babyllava_to_reference_name(key: str) -> str | None:
     for new, old in REFERENCE_TO_BABYLLAVA[:3]:
         if key.startswith(old):
             return new + key[len(old) :]
-    raise ValueError(f"tensor {key!r} is not part of the babyllava layout")
+    raise BadValueError(f"tensor {key!r} is not part of the babyllava layout")
 
 
 def check_against(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str, names: dict[str, str]) -> None:
@@ -116,15 +119,15 @@ def check_against(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sour
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key, tensor in tensors.items():
         if key not in expected:
-            raise ValueError(f"{source}: unexpected tensor {names.get(key, key)!r} for this config")
+            raise BadValueError(f"{source}: unexpected tensor {names.get(key, key)!r} for this config")
         if tuple(tensor.shape) != expected[key]:
-            raise ValueError(
+            raise BadValueError(
                 f"{source}: tensor {names.get(key, key)!r} has shape {tuple(tensor.shape)}; "
                 f"expected {expected[key]} from the config"
             )
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise ValueError(f"{source}: missing tensor {missing[0]!r} ({len(missing)} missing)")
+        raise BadValueError(f"{source}: missing tensor {missing[0]!r} ({len(missing)} missing)")
 
 
 def _image_token_id(folder: str) -> int | None:
@@ -154,10 +157,11 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
     notes: list[str] = []
     config = read_json(f"{src}/config.json")
     if config.get("model_type") != "llava":
-        raise ValueError(f"{src}/config.json: model_type is {config.get('model_type')!r}; expected 'llava'")
+        raise BadValueError(f"{src}/config.json: model_type is {config.get('model_type')!r}; expected 'llava'")
     text = dict(config.get("text_config") or {})
     if text.get("model_type", "llama") != "llama":
-        raise ValueError(f"{src}/config.json: text_config.model_type is {text.get('model_type')!r}; expected 'llama'")
+        found = text.get("model_type")
+        raise BadValueError(f"{src}/config.json: text_config.model_type is {found!r}; expected 'llama'")
     weights = read_weights(src)
     renamed: dict[str, torch.Tensor] = {}
     names: dict[str, str] = {}
@@ -167,7 +171,7 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
         if new is None:
             dropped += 1
         elif new in renamed:
-            raise ValueError(f"{src}: tensor {key!r} duplicates {names[new]!r}")
+            raise BadValueError(f"{src}: tensor {key!r} duplicates {names[new]!r}")
         else:
             renamed[new], names[new] = tensor, key
     if dropped:
@@ -177,19 +181,19 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
         notes.append("lm_head.weight copied from the tied input embeddings")
     proj = renamed.get("model.multi_modal_projector.linear_1.weight")
     if proj is None:
-        raise ValueError(f"{src}: missing tensor 'multi_modal_projector.linear_1.weight'")
+        raise BadValueError(f"{src}: missing tensor 'multi_modal_projector.linear_1.weight'")
     black_path = black_features or (f"{src}/{BLACK_FILE}" if _exists(f"{src}/{BLACK_FILE}") else None)
     black_meta: dict[str, str] = {}
     tokens = int(config.get("image_seq_length") or 1)
     if black_path:
         black = _read_safetensors(black_path).get("black")
         if black is None:
-            raise ValueError(f"{black_path}: no 'black' tensor (expected a feature file)")
+            raise BadValueError(f"{black_path}: no 'black' tensor (expected a feature file)")
         with safe_open(black_path, "pt") as handle:
             black_meta = dict(handle.metadata() or {})
         black = black.reshape(-1, black.shape[-1])
         if tuple(black.shape) != (tokens, proj.shape[1]):
-            raise ValueError(
+            raise BadValueError(
                 f"{black_path}: black has shape {tuple(black.shape)}; expected ({tokens}, {proj.shape[1]}) "
                 "(image_seq_length, projector input)"
             )
@@ -228,7 +232,7 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
 def _check_tokenizer(folder: str, image_token_index: int) -> None:
     found = _image_token_id(folder)
     if found is not None and found != image_token_index:
-        raise ValueError(
+        raise BadValueError(
             f"{folder}/tokenizer.json: <image> has id {found} but the config's image_token_index is {image_token_index}"
         )
 
@@ -252,7 +256,7 @@ def to_reference(src: str, dst: str, vision_tower: str | None = None) -> list[st
     notes: list[str] = []
     model_type = read_json(f"{src}/config.json").get("model_type")
     if model_type != "babyllava":
-        raise ValueError(f"{src}/config.json: model_type is {model_type!r}; expected 'babyllava'")
+        raise BadValueError(f"{src}/config.json: model_type is {model_type!r}; expected 'babyllava'")
     config = AutoConfig.from_pretrained(src)
     weights = read_weights(src)
     check_against(AutoModelForCausalLM.from_config(config), weights, src, {})
@@ -264,7 +268,7 @@ def to_reference(src: str, dst: str, vision_tower: str | None = None) -> list[st
     if vision_tower:
         vision = read_json(f"{vision_tower}/config.json")
         if vision.get("hidden_size") != config.vision_feature_dim:
-            raise ValueError(
+            raise BadValueError(
                 f"{vision_tower}/config.json: hidden_size {vision.get('hidden_size')} does not match the model's "
                 f"vision_feature_dim {config.vision_feature_dim}"
             )

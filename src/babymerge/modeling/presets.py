@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import BadValueError
 from .configuration_babyllava import BabyLlavaConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -32,7 +33,7 @@ def make_config(
 ) -> BabyLlavaConfig:
     """Build a config from a preset; ``overrides`` set top-level fields such as ``num_image_tokens``."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise BadValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     spec = PRESETS[preset]
     text = {
         **spec["text"],
@@ -43,11 +44,14 @@ def make_config(
         "pad_token_id": pad_token_id,
     }
     fields = {"vision_feature_dim": spec["vision_feature_dim"], **overrides}
-    return BabyLlavaConfig(
-        text_config=text,
-        image_token_index=image_token_index,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        **fields,
-    )
+    try:
+        return BabyLlavaConfig(
+            text_config=text,
+            image_token_index=image_token_index,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **fields,
+        )
+    except ValueError as error:  # the config file is copied into checkpoints, so it raises plain ValueError
+        raise BadValueError(f"preset {preset!r}: {error}") from None

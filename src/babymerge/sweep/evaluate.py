@@ -107,13 +107,12 @@ def babyllava_scorer(
 
     ``model`` is the instance the sweep loads merged weights into; the LM keeps a reference to it.
     """
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import get_task_dict
 
-    from ..evaluation import data_dir as resolve_data_dir
-    from ..evaluation import tasks_dir
     from ..evaluation.lm import BabyLlavaLM
+    from ..evaluation.run import task_manager
 
     device = str(next(model.parameters()).device)
     lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size, device=device)
-    manager = TaskManager(include_path=str(tasks_dir()), metadata={"data_dir": str(resolve_data_dir(data_dir))})
+    manager = task_manager(tasks, data_dir)  # lm-eval's own tasks indexed only when one is asked for
     return TaskScorer(lm, {task: get_task_dict([task], manager) for task in tasks}, limit=limit)

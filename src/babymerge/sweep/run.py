@@ -403,8 +403,3 @@ class Sweep:
         }
         for task in tasks:
             self._score_into_store(self.point_key(pair, spec, task), {**base, "task_requested": task})
-
-
-def run_sweep(config: SweepConfig, scorer_factory: ScorerFactory | None = None, progress: bool = True) -> list[dict]:
-    """Run (or resume) the sweep and return every record in its store."""
-    return Sweep(config, scorer_factory, progress).run()

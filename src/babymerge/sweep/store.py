@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import BabymergeError
+from ..errors import BabymergeError, BadValueError
 
 LEGACY = ""  # the ``inputs`` of records written before inputs were fingerprinted: they match no point
 
@@ -47,13 +47,6 @@ class PointKey(NamedTuple):
     def fields(self) -> dict[str, Any]:
         """The key as record fields."""
         return self._asdict()
-
-    def same_point(self, other: PointKey) -> bool:
-        """Same (pair, method, alpha, task), whatever the inputs."""
-        return self[:4] == other[:4]
-
-
-KEY_FIELDS = (*PointKey._fields, "metric")
 
 
 def record_key(record: dict[str, Any]) -> tuple[PointKey, str]:
@@ -167,5 +160,5 @@ def shard(items: list, rank: int | None = None, world_size: int | None = None) -
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
+        raise BadValueError(f"rank {rank} is outside world size {world_size} (check RANK and WORLD_SIZE)")
     return items[rank::world_size]
