@@ -118,7 +118,6 @@ def test_store_skips_a_line_torn_by_a_kill(tmp_path):
 def test_materialize_writes_chosen_merges_with_cards(models, world, tmp_path, monkeypatch):
     """``--materialize``: full mergekit folders equal to the in-memory merge, cards with the sweep's scores,
     ``best`` resolved from the store, nothing left half-written when the merge fails."""
-    import mergekit.merge
 
     from babymerge.sweep.run import SweepConfig
     from babymerge.sweep.stage import sweep_and_report
@@ -153,7 +152,11 @@ def test_materialize_writes_chosen_merges_with_cards(models, world, tmp_path, mo
         (Path(out_path) / "model-00001-of-00002.safetensors").write_bytes(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(mergekit.merge, "run_merge", broken)
+    from babymerge.merging.guarded import guarded_run_merge
+    from babymerge.merging.plugin import register
+
+    register()  # the guard is in place; patch what it calls, so the patch is undone with the test
+    monkeypatch.setattr(guarded_run_merge, "__wrapped__", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         sweep_and_report(config, tmp_path / "out", ["linear:0.45"], progress=False)
     assert sorted((tmp_path / "out" / "merged").iterdir()) == folders  # no partial folder left behind
