@@ -152,9 +152,17 @@ def check_shapes(models: list[ModelInputs]) -> None:
                 )
 
 
+def all_finite(tensor: Any) -> bool:
+    """No NaN/Inf (one reduction; the elements are looked at only when the sum is not finite: it can overflow)."""
+    import torch
+
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
 def check_finite(model: ModelInputs) -> None:
     """No NaN or Inf in any floating-point tensor (a standalone scan; merges check as mergekit loads instead)."""
-    import torch
     from safetensors import safe_open
 
     by_file: dict[Path, list[str]] = {}
@@ -164,7 +172,7 @@ def check_finite(model: ModelInputs) -> None:
     for file, names in by_file.items():
         with safe_open(str(file), framework="pt") as handle:
             for name in names:
-                if not bool(torch.isfinite(handle.get_tensor(name)).all()):
+                if not all_finite(handle.get_tensor(name)):
                     raise MergeInputError(f"{model.path}: tensor {name} holds NaN or Inf values")
 
 

@@ -23,6 +23,7 @@ from ..io import atomic_dir
 from .checks import (
     MergeInputError,
     ModelInputs,
+    all_finite,
     check_coverage,
     check_recipe,
     check_recipe_keys,
@@ -76,15 +77,6 @@ def preflight(merge_config: Any, options: Any) -> tuple[list[ModelInputs], dict[
         check_coverage(model, covered, arch_name)
     check_shapes(models)
     return models, covered
-
-
-def all_finite(tensor: Any) -> bool:
-    """No NaN/Inf (one reduction; the elements are looked at only when the sum is not finite: it can overflow)."""
-    import torch
-
-    if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
-        return True
-    return bool(torch.isfinite(tensor).all())
 
 
 @contextmanager
