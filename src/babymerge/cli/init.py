@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BabymergeError
 
-PRESETS = ("paper", "tiny")  # modeling.presets.PRESETS (kept here: `--help` imports no transformers)
+PRESETS = ("paper", "small", "tiny")  # modeling.presets.PRESETS (kept here: `--help` imports no transformers)
 
 
 def load_tokenizer(folder: str):

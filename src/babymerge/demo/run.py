@@ -63,6 +63,9 @@ class DemoConfig(BaseModel):
     text_ratio: float | None = Field(
         0.5, gt=0, lt=1, description="multimodal run: share of words from text (paper 0.5); null: all text + captions"
     )
+    max_length: int = Field(64, ge=8, description="tokens per packed training block")
+    batch_size: int = Field(32, ge=1, description="training rows per step")
+    learning_rate: float = Field(2e-3, gt=0, description="peak learning rate of both runs")
     milestone_unit: int | None = Field(None, ge=1, description="words per milestone unit (default fits the data)")
     tasks: list[str] | None = Field(None, description="tasks of both sweeps (default per world / real data)")
     alphas: list[float] | None = None
@@ -282,9 +285,9 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
         "text": inputs.text,
         "seed": config.seed,
         "epochs": epochs,
-        "max_length": 64,
-        "batch_size": 32,
-        "learning_rate": 2e-3,
+        "max_length": config.max_length,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
         "milestone_unit": unit,
         "save_steps": 10_000,
         "logging_steps": 20,

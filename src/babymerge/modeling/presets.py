@@ -1,4 +1,4 @@
-"""Named sizes of babyllava: the paper's and a tiny one for tests and the demo."""
+"""Named sizes of babyllava: the paper's, a small one for CPU studies on real data, a tiny one for tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "text": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 6, "num_attention_heads": 12},
         "vision_feature_dim": 1024,
+    },
+    # 2.1M parameters at vocabulary 4,000: the largest that trains a few million words in minutes on 2 CPU cores
+    # (benchmarks/real_data_study.md); fed by the tiny random DINOv2's 32-d features.
+    "small": {
+        "text": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4},
+        "vision_feature_dim": 32,
     },
     "tiny": {
         "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
