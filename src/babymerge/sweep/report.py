@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_file
+from .store import PointKey
 from .tasks import chance_level, equal_words, is_image_task, title, words_label
 
 PRIMARY = ("acc", "text_score", "spearman", "acc_norm")
@@ -34,9 +35,8 @@ def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     for r in records:
         if r.get("alpha") is None or r["task"] not in metrics or r["metric"] != metrics[r["task"]]:
             continue
-        key = (r["pair"], r["method"], float(r["alpha"]))
         row = rows.setdefault(
-            key,
+            PointKey.of(r).point,
             {
                 "pair": r["pair"],
                 "method": r["method"],
