@@ -18,11 +18,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from merge_timing import child, linear_recipe, mergekit_yaml_seconds
 
 CHILD = r"""
 import json, sys, threading, time, os
@@ -81,32 +80,6 @@ def make_parents(work: Path) -> tuple[Path, Path]:
     return llava, llama
 
 
-def write_recipe(work: Path, llava: Path, llama: Path) -> Path:
-    recipe = work / "linear.yml"
-    recipe.write_text(
-        "merge_method: linear\ndtype: float32\nparameters: {normalize: false}\nmodels:\n"
-        f"  - model: {llava}\n    parameters: {{weight: 0.5}}\n  - model: {llama}\n    parameters: {{weight: 0.5}}\n"
-    )
-    return recipe
-
-
-def child(kind: str, out: Path, recipe: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, kind, str(out), str(recipe)], capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{kind} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def mergekit_yaml(out: Path, recipe: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [str(Path(sys.executable).with_name("mergekit-yaml")), str(recipe), str(out), "--quiet"],
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -116,13 +89,13 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="llava_text_bench."))
     work.mkdir(parents=True, exist_ok=True)
     llava, llama = make_parents(work)
-    recipe = write_recipe(work, llava, llama)
+    recipe = linear_recipe(work / "linear.yml", llava, llama)
     sizes = {p.name: (p / "model.safetensors").stat().st_size for p in (llava, llama)}
     rows: dict[str, list[dict]] = {"floor": [], "guarded": [], "mergekit-yaml": []}
     for i in range(args.repeats):  # interleaved, so load from other jobs spreads over every variant
         for kind in ("floor", "guarded"):
-            rows[kind].append(child(kind, work / f"{kind}{i}", recipe))
-        rows["mergekit-yaml"].append({"seconds": mergekit_yaml(work / f"yaml{i}", recipe)})
+            rows[kind].append(child(CHILD, kind, work / f"{kind}{i}", recipe))
+        rows["mergekit-yaml"].append({"seconds": mergekit_yaml_seconds(recipe, work / f"yaml{i}")})
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in rows.items()}
     measured = {k: v for k, v in rows.items() if k != "mergekit-yaml"}
     peak = {k: max(r["peak"]["RssAnon"] - r["base"]["RssAnon"] for r in v) * 1024 for k, v in measured.items()}

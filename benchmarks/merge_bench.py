@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from merge_timing import child, linear_recipe, mergekit_yaml_seconds
+
 CHILD = r"""
 import json, resource, sys, threading, time, os
 kind, out, a, b = sys.argv[1:5]
@@ -95,30 +97,6 @@ def make_parents(work: Path, preset: str, vocab: int) -> tuple[Path, Path, int]:
     return paths[0], paths[1], size
 
 
-def child(kind: str, out: Path, a: Path, b: Path) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, kind, str(out), str(a), str(b)], capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"{kind} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def mergekit_yaml(out: Path, a: Path, b: Path, work: Path) -> float:
-    recipe = work / "linear.yml"
-    recipe.write_text(
-        "merge_method: linear\ndtype: float32\nparameters: {normalize: false}\nmodels:\n"
-        f"  - model: {a}\n    parameters: {{weight: 0.5}}\n  - model: {b}\n    parameters: {{weight: 0.5}}\n"
-    )
-    start = time.perf_counter()
-    subprocess.run(
-        [str(Path(sys.executable).with_name("mergekit-yaml")), str(recipe), str(out), "--quiet"],
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - start
-
-
 def startup(runs: int) -> dict[str, float]:
     times: dict[str, list[float]] = {"hook": [], "no_hook": []}
     for _ in range(runs):
@@ -141,12 +119,13 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="merge_bench."))
     work.mkdir(parents=True, exist_ok=True)
     a, b, size = make_parents(work, args.preset, args.vocab)
+    recipe = linear_recipe(work / "linear.yml", a, b)
     kinds = ("floor", "guarded", "mergekit", "guarded-64M-shards")
     rows: dict[str, list[dict]] = {kind: [] for kind in (*kinds, "mergekit-yaml")}
     for i in range(args.repeats):  # interleaved, so load from other jobs spreads over every variant
         for kind in kinds:
-            rows[kind].append(child(kind, work / f"{kind}{i}", a, b))
-        rows["mergekit-yaml"].append({"seconds": mergekit_yaml(work / f"yaml{i}", a, b, work)})
+            rows[kind].append(child(CHILD, kind, work / f"{kind}{i}", a, b))
+        rows["mergekit-yaml"].append({"seconds": mergekit_yaml_seconds(recipe, work / f"yaml{i}")})
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in rows.items()}
     peak = {
         f"{k} {field}": max(r["peak"][field] - r["base"][field] for r in v) * 1024

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny tokenizers and babyllava checkpoints built in the test, and the shared data."""
+"""Shared fixtures: the offline environment and the ``babymerge`` CLI in a subprocess, tiny tokenizers and babyllava
+checkpoints built in the test, the demo's world and the shared data. Plain helpers live in ``helpers.py``."""
 
 from __future__ import annotations
 
@@ -6,25 +7,24 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import OFFLINE
+from helpers import OFFLINE, REPO, babylm_layout, offline_env, run_cli, synthetic_corpus
 
 for _name, _value in OFFLINE.items():
     os.environ.setdefault(_name, _value)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-WORDS = "the a cat dog bird sees chases likes red blue small big ball tree house runs sleeps".split()
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def synthetic_corpus(path: Path, lines: int = 400) -> Path:
-    """A small BabyLM-format folder: one ``.train`` file of simple sentences."""
-    import random
+@pytest.fixture
+def offline() -> dict[str, str]:
+    """The environment for a subprocess: this one with the Hub and datasets offline."""
+    return offline_env()
 
-    rng = random.Random(0)
-    path.mkdir(parents=True, exist_ok=True)
-    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize() + "." for _ in range(lines)]
-    (path / "toy.train").write_text("\n".join(sentences) + "\n")
-    return path
+
+@pytest.fixture
+def cli():
+    """``cli(*args, **subprocess_run_kwargs)``: ``babymerge ARGS`` in a subprocess, offline, output captured."""
+    return run_cli
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +33,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (it is read in place, never committed)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def layout(tmp_path_factory, shared_data) -> Path:
+    """A BabyLM ``evaluation_data`` folder of symlinks into the shared data."""
+    return babylm_layout(tmp_path_factory.mktemp("evaluation_data"), shared_data)
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import CLI, offline_env
 from PIL import Image
 
 from babymerge.demo.world import COLOURS, QUICK, generate_world
@@ -76,11 +74,10 @@ def test_world_layout_and_grounding(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path):
-    env = offline_env()
+def test_quick_demo_end_to_end(tmp_path, cli):
     out = tmp_path / "demo"
-    cmd = [*CLI, "demo", "--quick", "--out", str(out), "--no-progress"]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    args = ["demo", "--quick", "--out", out, "--no-progress"]
+    result = cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RANDOMLY INITIALISED" in result.stdout
     assert "synthetic world" in result.stdout
@@ -109,7 +106,7 @@ def test_quick_demo_end_to_end(tmp_path):
         assert len(list((out / run / "checkpoints").iterdir())) >= 3
     # a second run resumes: nothing is retrained or re-scored
     before = (out / "sweep" / "results.jsonl").read_text()
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    again = cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "sweep" / "results.jsonl").read_text() == before
     assert "training the" not in again.stdout

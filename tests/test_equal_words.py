@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from helpers import TASK, series
+from helpers import TASK, series, world_sweep
 
 from babymerge.sweep.equal_words import equal_word_rows, write_equal_words
 from babymerge.sweep.store import ResultStore
@@ -23,25 +23,13 @@ def score_alone(folder, world) -> float:
 
 
 def test_equal_word_table_matches_each_checkpoint_scored_alone(make_checkpoint, world, tmp_path):
-    from babymerge.sweep.run import Sweep, SweepConfig
-
     texts = series(tmp_path / "text", make_checkpoint(3), [("1M", 1_000_000)])
     series(texts, make_checkpoint(4), [("2M", 2_000_000), ("final", 2_400_000)])
     # milestones are crossed inside a batch: words seen differ a little; the final checkpoints differ a lot
     mms = series(tmp_path / "mm", make_checkpoint(5), [("1M", 1_003_000)])
     series(mms, make_checkpoint(6), [("2M", 2_011_000), ("final", 4_000_000)])
     store = tmp_path / "sweep" / "results.jsonl"
-    config = SweepConfig(
-        text=texts,
-        multimodal=mms,
-        methods=["linear"],
-        alphas=[0.0, 0.5, 1.0],
-        tasks=[TASK],
-        pairing=["aligned"],
-        store=store,
-        data_dir=world / "evaluation_data",
-    )
-    Sweep(config, progress=False).run()
+    world_sweep(texts, mms, world, tmp_path, alphas=[0.0, 0.5, 1.0], pairing=["aligned"], store=store).run()
     records = ResultStore(store).records()
 
     tasks, rows = equal_word_rows(records)

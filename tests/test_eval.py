@@ -5,9 +5,7 @@ The data is read in place from ../shared/data through a BabyLM-layout folder of 
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,105 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import (
+    macro,
+    read_ewok_zip,
+    read_jsonl_files,
+    reference_logprob,
+    resps,
+    spread,
+    winoground_features,
+)
 
 from babymerge.errors import BabymergeError
 from babymerge.features.store import FeatureFile
-
-LAYOUT = {
-    "fast_eval/blimp_fast": "blimp/babylm_blimp_fast",
-    "full_eval/blimp_filtered": "blimp/babylm_blimp_filtered",
-    "extra_eval/blimp_original": "blimp/original",
-    "fast_eval/supplement_fast": "blimp_supplement/supplement_fast",
-    "full_eval/supplement_filtered": "blimp_supplement/supplement_filtered",
-    "fast_eval/ewok_fast.zip": "ewok/ewok_fast_babylm2025.zip",
-    "full_eval/ewok_filtered.zip": "ewok/ewok_filtered_full.zip",
-    "fast_eval/entity_tracking_fast": "entity_tracking/fast",
-    "full_eval/entity_tracking": "entity_tracking/full",
-    "full_eval/wug_adj_nominalization": "wug/wug_adj_nominalization",
-    "full_eval/winoground_filtered": "winoground/babylm_winoground_filtered",
-    "extra_eval/caption_matching": "flickr8k_1k",
-}
-
-
-def babylm_layout(root: Path, shared: Path) -> Path:
-    """A BabyLM ``evaluation_data`` folder made of symlinks into the shared data (nothing copied)."""
-    for rel, target in LAYOUT.items():
-        link = root / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(shared / target)
-    return root
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory, shared_data) -> Path:
-    return babylm_layout(tmp_path_factory.mktemp("evaluation_data"), shared_data)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_tokenizer):
     return tiny_tokenizer
-
-
-def winoground_features(shared: Path) -> FeatureFile:
-    """CLIP image embeddings of the 800 Winoground images as a feature file (rows interleave image_0/image_1)."""
-    img = torch.from_numpy(np.load(shared / "winoground" / "winoground_clip_vitb32_embeddings.npz")["img"]).float()
-    ids = [f"{row // 2}_image_{row % 2}.png" for row in range(img.shape[0])]
-    return FeatureFile(ids, img.unsqueeze(1) * 10, torch.zeros(1, img.shape[1]))
-
-
-# --- the independent implementation of BabyLM 2025's causal scoring --------------------------------------
-
-
-def reference_logprob(model, tokenizer, prefix: str, completion: str, image: torch.Tensor | None = None) -> float:
-    """BabyLM 2025's causal rule (evaluation-pipeline-2025, ``process_causal_sentences``): tokenise the
-    sentence ``prefix + completion`` with special tokens; score the tokens whose offset end exceeds
-    ``len(sentence) - len(completion) + offsets[0][0]`` (the completion keeps its leading space); position 0 has
-    no prediction. The sum is taken in float64 from one unpadded forward pass.
-    """
-    sentence = prefix + completion
-    encoding = tokenizer(sentence, add_special_tokens=True, return_offsets_mapping=True)
-    offsets = encoding["offset_mapping"]
-    start_char = len(sentence) - len(completion) + offsets[0][0]
-    ids = torch.tensor([encoding["input_ids"]])
-    with torch.no_grad():
-        features = None if image is None else image.reshape(1, 1, -1)
-        logprobs = torch.log_softmax(model(input_ids=ids, image_features=features).logits[0].double(), dim=-1)
-    return sum(float(logprobs[i - 1, ids[0, i]]) for i, (_, end) in enumerate(offsets) if end > start_char and i > 0)
-
-
-def read_jsonl_files(folder: Path) -> list[tuple[str, dict]]:
-    return [
-        (file.stem, json.loads(line))
-        for file in sorted(folder.glob("*.jsonl"))
-        for line in file.read_text().splitlines()
-        if line.strip()
-    ]
-
-
-def read_ewok_zip(path: Path, password: bytes) -> list[dict]:
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(n for n in archive.namelist() if n.endswith(".jsonl"))
-        return [
-            json.loads(line)
-            for n in names
-            for line in io.StringIO(archive.read(n, pwd=password).decode())
-            if line.strip()
-        ]
-
-
-def spread(n: int, k: int = 12) -> list[int]:
-    return list(range(0, n, max(n // k, 1)))[:k]
-
-
-def macro(items: list[tuple[str, float]]) -> float:
-    groups = defaultdict(list)
-    for key, value in items:
-        groups[key].append(value)
-    return float(np.mean([np.mean(v) for v in groups.values()]))
-
-
-def resps(sample: dict) -> list[float]:
-    return [r[0][0] for r in sample["resps"]]
 
 
 # --- tests --------------------------------------------------------------------------------------------------

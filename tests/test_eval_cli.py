@@ -6,29 +6,21 @@ import json
 import subprocess
 import sys
 
-import pytest
-from helpers import CLI, offline_env
-from test_eval import babylm_layout, winoground_features
+from helpers import winoground_features
 
 
-def run(args: list[str], cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, env=offline_env(), cwd=cwd, timeout=300)
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory, shared_data):
-    return babylm_layout(tmp_path_factory.mktemp("evaluation_data"), shared_data)
-
-
-def test_winoground_end_to_end_with_a_feature_file(tmp_path, layout, shared_data, make_checkpoint):
+def test_winoground_end_to_end_with_a_feature_file(tmp_path, layout, shared_data, make_checkpoint, cli):
     checkpoint = make_checkpoint(5, vision_feature_dim=512)
     features = tmp_path / "winoground_features.safetensors"
     winoground_features(shared_data).save(features)
     out = tmp_path / "results"
-    done = run(
-        CLI
-        + ["eval", str(checkpoint), "--tasks", "babylm_winoground,babylm_blimp_fast", "--features", str(features)]
-        + ["--data-dir", str(layout), "--output-path", str(out), "--limit", "16", "--batch-size", "8"]
+    done = cli(
+        *["eval", checkpoint, "--tasks", "babylm_winoground,babylm_blimp_fast", "--features", features],
+        *["--data-dir", layout, "--output-path", out, "--limit", "16", "--batch-size", "8"],
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [results_file] = list(out.rglob("results_*.json"))
@@ -40,11 +32,10 @@ def test_winoground_end_to_end_with_a_feature_file(tmp_path, layout, shared_data
     assert "| babylm_blimp_fast | acc |" in summary
 
 
-def test_eval_reports_missing_data_in_one_line(tmp_path, make_checkpoint):
-    done = run(
-        CLI
-        + ["eval", str(make_checkpoint(6)), "--tasks", "babylm_ewok_fast", "--data-dir", str(tmp_path / "nowhere")]
-        + ["--output-path", str(tmp_path / "out")]
+def test_eval_reports_missing_data_in_one_line(tmp_path, make_checkpoint, cli):
+    done = cli(
+        *["eval", make_checkpoint(6), "--tasks", "babylm_ewok_fast", "--data-dir", tmp_path / "nowhere"],
+        *["--output-path", tmp_path / "out"],
     )
     assert done.returncode == 2
     assert f"{tmp_path / 'nowhere' / 'fast_eval' / 'ewok_fast'}: not found" in done.stderr
@@ -63,19 +54,19 @@ def lm_eval_command(model: str, model_args: str, tasks: str, layout, out, *extra
     ]
 
 
-def test_plain_lm_eval_hf_runs_text_tasks(tmp_path, layout, make_checkpoint):
+def test_plain_lm_eval_hf_runs_text_tasks(tmp_path, layout, make_checkpoint, offline):
     out = tmp_path / "results"
     args = f"pretrained={make_checkpoint(7)},trust_remote_code=True"
     tasks = "babylm_entity_tracking_fast,babylm_ewok_fast"
-    done = run(lm_eval_command("hf", args, tasks, layout, out, "--limit", "4"))
+    done = run(lm_eval_command("hf", args, tasks, layout, out, "--limit", "4"), offline)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
     assert set(results) == {"babylm_entity_tracking_fast", "babylm_ewok_fast"}
 
 
-def test_plain_lm_eval_hf_stops_on_whole_sentence_tasks_in_one_line(tmp_path, layout, make_checkpoint):
+def test_plain_lm_eval_hf_stops_on_whole_sentence_tasks_in_one_line(tmp_path, layout, make_checkpoint, offline):
     args = f"pretrained={make_checkpoint(7)},trust_remote_code=True"
-    done = run(lm_eval_command("hf", args, "babylm_blimp_fast", layout, tmp_path / "out", "--limit", "2"))
+    done = run(lm_eval_command("hf", args, "babylm_blimp_fast", layout, tmp_path / "out", "--limit", "2"), offline)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("babymerge's whole-sentence and image tasks")
@@ -83,14 +74,14 @@ def test_plain_lm_eval_hf_stops_on_whole_sentence_tasks_in_one_line(tmp_path, la
     assert not (tmp_path / "out").exists()
 
 
-def test_data_lists_sources(layout):
-    done = run(CLI + ["data", "--data-dir", str(layout)])
+def test_data_lists_sources(layout, cli):
+    done = cli("data", "--data-dir", layout)
     assert done.returncode == 0
     assert "| wug_past | no | no |" in done.stdout and "| ewok_fast | yes | yes |" in done.stdout
 
 
-def test_data_fails_when_required_data_is_missing(tmp_path):
-    done = run(CLI + ["data", "--data-dir", str(tmp_path)])
+def test_data_fails_when_required_data_is_missing(tmp_path, cli):
+    done = cli("data", "--data-dir", tmp_path)
     assert done.returncode == 2
     assert f"| blimp_fast | no | yes | {tmp_path / 'fast_eval' / 'blimp_fast'} |" in done.stdout
     [line] = done.stderr.strip().splitlines()

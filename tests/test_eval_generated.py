@@ -10,8 +10,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import WORDS
-from test_eval import macro, reference_logprob, resps
+from helpers import WORDS, macro, reference_logprob, resps
 
 UNSEEN = "Zebras Oboes quietly yodel Xylophones never sing".split()  # no merges: lone space tokens
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import torch
-from conftest import synthetic_corpus
+from helpers import synthetic_corpus
 from safetensors.torch import load_file
 
 from babymerge.cli import main

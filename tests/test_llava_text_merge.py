@@ -9,10 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from llava_text_helpers import save_llama_like, save_llava, save_text_lm, word_tokenizer
-from merge_helpers import REPO, mergekit_yaml, mergekit_yaml_in_process, render, weights
+from helpers import (
+    REPO,
+    WITHOUT_BABYMERGE,
+    WORDS,
+    mergekit_yaml,
+    mergekit_yaml_in_process,
+    render,
+    save_llama_like,
+    save_llava,
+    save_text_lm,
+    weights,
+    word_tokenizer,
+)
 
-WORDS = "the a cat dog bird sees chases likes red blue small big ball tree house runs sleeps".split()
 LLAVA_RECIPES = REPO / "merge_recipes" / "llava_text"
 
 
@@ -129,22 +139,17 @@ def shipped(recipe_name: str, parents: dict[str, Path], tmp: Path) -> Path:
     return render(f"llava_text/{recipe_name}.yml", tmp, paths)
 
 
-def test_ties_with_a_text_only_base_matches_reference(parents, tmp_path):
-    out = tmp_path / "out"
-    mergekit_yaml_in_process(shipped("ties", parents, tmp_path), out)
-    got, m, t, b = (weights(p) for p in (out, parents["clip_llama"], parents["llama"], parents["llama_base"]))
-    assert set(got) == set(m)
-    for name, tensor in got.items():
-        if is_vision(name):
-            assert torch.equal(tensor, m[name]), name
-        else:
-            expected = ties_reference(b[lm_name(name)], [m[name], t[lm_name(name)]], density=0.5)
-            torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
+# The shipped recipes with a text-only base: the LM tensors each recipe's formula gives from (base, multimodal, text).
+WITH_A_BASE = {
+    "ties": lambda b, m, t: ties_reference(b, [m, t], density=0.5),
+    "task_arithmetic": lambda b, m, t: b + 0.7 * (m - b) + 0.7 * (t - b),
+}
 
 
-def test_task_arithmetic_with_a_named_base(parents, tmp_path):
+@pytest.mark.parametrize("recipe", sorted(WITH_A_BASE))
+def test_merges_with_a_text_only_base_match_their_formula(parents, tmp_path, recipe):
     out = tmp_path / "out"
-    mergekit_yaml_in_process(shipped("task_arithmetic", parents, tmp_path), out)
+    mergekit_yaml_in_process(shipped(recipe, parents, tmp_path), out)
     got, m, t, b = (weights(p) for p in (out, parents["clip_llama"], parents["llama"], parents["llama_base"]))
     assert set(got) == set(m)
     for name, tensor in got.items():
@@ -152,7 +157,7 @@ def test_task_arithmetic_with_a_named_base(parents, tmp_path):
             assert torch.equal(tensor, m[name]), name
         else:
             n = lm_name(name)
-            expected = b[n] + 0.7 * (m[name] - b[n]) + 0.7 * (t[n] - b[n])
+            expected = WITH_A_BASE[recipe](b[n], m[name], t[n])
             torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
 
 
@@ -218,13 +223,9 @@ def test_console_script_and_babymerge_merge(cli_outputs, parents):
 
 
 def test_outputs_load_and_generate_where_babymerge_is_not_importable(cli_outputs):
-    code = """
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "babymerge" or name.startswith("babymerge."):
-            raise ImportError("babymerge is hidden in this test")
-sys.meta_path.insert(0, Block())
+    code = (
+        WITHOUT_BABYMERGE
+        + """
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 llava, llama, babyllava = sys.argv[1:]
@@ -244,6 +245,7 @@ for folder in (llama, babyllava):
     ids = tok(["the cat sees a ball"], return_tensors="pt")
     print(type(model).__name__, model.generate(**ids, max_new_tokens=3, do_sample=False).shape)
 """
+    )
     folders = [str(cli_outputs[k]) for k in ("llava", "llama", "babyllava")]
     done = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

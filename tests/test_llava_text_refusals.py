@@ -6,11 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from llava_text_helpers import save_llava, save_text_lm, word_tokenizer
-from merge_helpers import mergekit_yaml
+from helpers import WORDS, mergekit_yaml, save_llava, save_text_lm, word_tokenizer
 from safetensors.torch import load_file, save_file
-
-WORDS = "the a cat dog bird sees chases likes red blue small big ball tree house runs sleeps".split()
 
 
 @pytest.fixture(scope="module")

@@ -6,30 +6,15 @@ import json
 
 import pytest
 import torch
-from llava_text_helpers import save_llama_like
-from merge_helpers import weights
-
-TASK = "babylm_blimp_fast"
+from helpers import TASK, save_llama_like, weights, world_sweep
 
 
 def test_sweep_merges_the_language_model_and_keeps_the_projector(make_checkpoint, world, tmp_path):
     from babymerge.sweep.merge import MergeSpec
-    from babymerge.sweep.run import Sweep, SweepConfig
 
     mm, init = make_checkpoint(31), make_checkpoint(30)
     llama = save_llama_like(mm, tmp_path / "llama", seed=32)
-    config = SweepConfig(
-        text=llama,
-        multimodal=mm,
-        base=init,
-        methods=["linear"],
-        alphas=[0.0, 0.5, 1.0],
-        tasks=[TASK],
-        pairing=["final"],
-        store=tmp_path / "results.jsonl",
-        data_dir=world / "evaluation_data",
-    )
-    sweep = Sweep(config, progress=False)
+    sweep = world_sweep(llama, mm, world, tmp_path, base=init, alphas=[0.0, 0.5, 1.0], pairing=["final"])
     (pair,) = sweep.pairs()
     merged = sweep.merged_state(pair, MergeSpec(method="linear", alpha=0.3))
     m, t = weights(mm), weights(llama)
@@ -55,7 +40,7 @@ def test_sweep_merges_the_language_model_and_keeps_the_projector(make_checkpoint
 
     from babymerge.sweep.stage import sweep_and_report
 
-    sweep_and_report(config, tmp_path / "report", ["linear:0.5"], progress=False)
+    sweep_and_report(sweep.config, tmp_path / "report", ["linear:0.5"], progress=False)
     (folder,) = (tmp_path / "report" / "merged").iterdir()
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["BabyLlavaForConditionalGeneration"]
     expected = sweep.merged_state(pair, MergeSpec(method="linear", alpha=0.5))
@@ -68,20 +53,9 @@ def test_sweep_merges_the_language_model_and_keeps_the_projector(make_checkpoint
 def test_a_text_lm_of_another_width_is_refused(make_checkpoint, world, tmp_path):
     from babymerge.errors import BabymergeError
     from babymerge.sweep.merge import MergeSpec
-    from babymerge.sweep.run import Sweep, SweepConfig
 
     mm = make_checkpoint(33)
     llama = save_llama_like(mm, tmp_path / "llama", seed=35, hidden_size=48)
-    config = SweepConfig(
-        text=llama,
-        multimodal=mm,
-        methods=["linear"],
-        alphas=[0.5],
-        tasks=[TASK],
-        pairing=["final"],
-        store=tmp_path / "results.jsonl",
-        data_dir=world / "evaluation_data",
-    )
-    sweep = Sweep(config, progress=False)
+    sweep = world_sweep(llama, mm, world, tmp_path, pairing=["final"])
     with pytest.raises(BabymergeError, match=r"llama: tensor \S+ has shape \[\d+, 48\]"):
         sweep.merged_state(sweep.pairs()[0], MergeSpec(method="linear", alpha=0.5))

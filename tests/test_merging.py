@@ -8,15 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from merge_helpers import weights
+from helpers import RECIPES, weights
+from helpers import run_merge as run
 from safetensors.torch import save_file
 
-
-def run(recipe: dict, out: Path, **options) -> None:
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import MergeOptions, run_merge
-
-    run_merge(MergeConfiguration.model_validate(recipe), str(out), options=MergeOptions(quiet=True, **options))
+from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT
 
 
 def linear(text: Path, mm: Path, alpha: float) -> dict:
@@ -32,8 +28,9 @@ def linear(text: Path, mm: Path, alpha: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pair(make_checkpoint):
-    return make_checkpoint(11), make_checkpoint(12)
+def pair(models):
+    """The text-only and the multimodal parent of conftest's ``models``."""
+    return models[TEXT], models[MULTIMODAL]
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
@@ -54,8 +51,8 @@ def test_repeated_merges_are_bitwise_identical(pair, tmp_path):
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
-def test_repeated_dare_ties_with_seed_is_identical(make_checkpoint, pair, tmp_path):
-    init = make_checkpoint(10)
+def test_repeated_dare_ties_with_seed_is_identical(models, pair, tmp_path):
+    init = models[BASE]
     text, mm = pair
     recipe = {
         "merge_method": "dare_ties",
@@ -143,7 +140,7 @@ def test_babymerge_merge_fills_placeholders(pair, tmp_path):
     from babymerge.cli import main
 
     text, mm = pair
-    recipe = str(Path(__file__).resolve().parents[1] / "merge_recipes" / "linear_alpha0.8.yml")
+    recipe = str(RECIPES / "linear_alpha0.8.yml")
     args = [
         "merge",
         recipe,

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from merge_helpers import weights
+from helpers import run_merge as run
+from helpers import weights
 from safetensors.torch import save_file
 
-
-def run(recipe: dict, out: Path) -> None:
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import MergeOptions, run_merge
-
-    run_merge(MergeConfiguration.model_validate(recipe), str(out), options=MergeOptions(quiet=True))
+from babymerge.sweep.merge import MULTIMODAL, TEXT
 
 
 def recipe(*models: Path, method: str = "linear", base: Path | None = None, params: dict | None = None) -> dict:
@@ -30,8 +26,9 @@ def recipe(*models: Path, method: str = "linear", base: Path | None = None, para
 
 
 @pytest.fixture(scope="module")
-def good(make_checkpoint):
-    return make_checkpoint(21), make_checkpoint(22)
+def good(models):
+    """The text-only and the multimodal parent of conftest's ``models``."""
+    return models[TEXT], models[MULTIMODAL]
 
 
 def variant(source: Path, tmp: Path, name: str) -> Path:

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import offline_env
-from merge_helpers import RECIPES, mergekit_yaml, mergekit_yaml_in_process, weights
+from helpers import RECIPES, mergekit_yaml, mergekit_yaml_in_process, offline_env, weights
 
 BLACK = "model.black_image_features"
 
@@ -96,19 +95,24 @@ def test_zero_sum_weights_refused_up_front_by_mergekit_yaml(trio, tmp_path):
     nothing_left(tmp_path)
 
 
-def test_zero_sum_weights_refused_by_babymerge_merge(trio, tmp_path, capsys):
+def babymerge_merge_error(trio, tmp_path: Path, capsys, text_weight: str, multimodal_weight: str) -> str:
+    """``babymerge merge`` of a linear recipe with these weights: exit 2, one error line (returned), no output."""
     from babymerge.cli import main
 
     recipe = write(
-        "merge_method: linear\nmodels:\n  - model: /path/to/text_model\n    parameters: {weight: 0.5}\n"
-        "  - model: /path/to/multimodal_model\n    parameters: {weight: -0.5}\n",
+        f"merge_method: linear\nmodels:\n  - model: /path/to/text_model\n    parameters: {{weight: {text_weight}}}\n"
+        f"  - model: /path/to/multimodal_model\n    parameters: {{weight: {multimodal_weight}}}\n",
         tmp_path,
     )
     args = ["merge", str(recipe), str(tmp_path / "out"), "--model", f"text_model={trio['text']}"]
     assert main([*args, "--model", f"multimodal_model={trio['mm']}"]) == 2
     err = cli_error(capsys)
-    assert "sum to 0" in err
     nothing_left(tmp_path)
+    return err
+
+
+def test_zero_sum_weights_refused_by_babymerge_merge(trio, tmp_path, capsys):
+    assert "sum to 0" in babymerge_merge_error(trio, tmp_path, capsys, "0.5", "-0.5")
 
 
 def test_zero_sum_with_normalize_off_is_allowed(trio, tmp_path):
@@ -204,18 +208,8 @@ def test_invalid_values_through_the_command_are_one_line(trio, tmp_path, text, f
 
 
 def test_babymerge_merge_string_weight_is_one_line(trio, tmp_path, capsys):
-    from babymerge.cli import main
-
-    recipe = write(
-        "merge_method: linear\nmodels:\n  - model: /path/to/text_model\n    parameters: {weight: abc}\n"
-        "  - model: /path/to/multimodal_model\n    parameters: {weight: 0.5}\n",
-        tmp_path,
-    )
-    args = ["merge", str(recipe), str(tmp_path / "out"), "--model", f"text_model={trio['text']}"]
-    assert main([*args, "--model", f"multimodal_model={trio['mm']}"]) == 2
-    err = cli_error(capsys)
+    err = babymerge_merge_error(trio, tmp_path, capsys, "abc", "0.5")
     assert "models[0].parameters.weight: invalid value 'abc'" in err
-    nothing_left(tmp_path)
 
 
 # 6. --model NAME that the recipe does not use -----------------------------------------------------------------

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from merge_helpers import mergekit_yaml, render, weights
+from helpers import mergekit_yaml, render, weights
 from safetensors.torch import save_file
+
+from babymerge.sweep.merge import MULTIMODAL, TEXT
 
 
 def test_hook_is_lazy_at_start_up():
@@ -29,8 +31,9 @@ def test_importing_mergekit_registers_babymerge():
 
 
 @pytest.fixture(scope="module")
-def pair(make_checkpoint):
-    return make_checkpoint(31), make_checkpoint(32)
+def pair(models):
+    """The text-only and the multimodal parent of conftest's ``models``."""
+    return models[TEXT], models[MULTIMODAL]
 
 
 def test_unmodified_mergekit_yaml_merges_babyllava(pair, tmp_path):

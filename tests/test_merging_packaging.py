@@ -3,22 +3,15 @@ task YAMLs of ``evaluation_tasks/`` as ``babymerge/evaluation_tasks/``."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, source_tree
 
 
 def test_wheel_ships_the_pth_at_site_packages_root(tmp_path):
-    source = tmp_path / "src_copy"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    for folder in ("src", "evaluation_tasks"):
-        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    source = source_tree(tmp_path / "src_copy")
     command = [
         sys.executable,
         "-m",

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from merge_helpers import RECIPES, mergekit_yaml_in_process, render, weights
+from helpers import RECIPES, WITHOUT_BABYMERGE, mergekit_yaml_in_process, render, weights
 
 
 @pytest.fixture(scope="module")
-def parents(make_checkpoint, tmp_path_factory):
-    init, text, mm = make_checkpoint(0), make_checkpoint(1), make_checkpoint(2)
+def parents(models, tmp_path_factory):
+    from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT
+
+    init, text, mm = models[BASE], models[TEXT], models[MULTIMODAL]
     sample = tmp_path_factory.mktemp("sample") / "text.txt"
     sample.write_text("\n".join(["The cat sees a red ball.", "A dog runs to the big tree.", "The bird sleeps."] * 4))
     from babymerge.merging.gram import gram_file
@@ -119,13 +121,9 @@ def test_slerp_and_dare_stay_between_parents(merged, parents):
 
 
 def test_outputs_load_in_a_fresh_process_without_babymerge(merged):
-    code = """
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "babymerge" or name.startswith("babymerge."):
-            raise ImportError("babymerge is hidden in this test")
-sys.meta_path.insert(0, Block())
+    code = (
+        WITHOUT_BABYMERGE
+        + """
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 for folder in sys.argv[1:]:
@@ -137,6 +135,7 @@ for folder in sys.argv[1:]:
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 print("loaded", len(sys.argv) - 1)
 """
+    )
     folders = [str(merged[k]) for k in ("linear_alpha0.5", "ties", "regmean", "per_module")]
     env = {"HF_HUB_OFFLINE": "1", "BABYMERGE_NO_MERGEKIT_HOOK": "1", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, env=env)

@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers import offline_env
-from test_eval import babylm_layout
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, offline_env, source_tree
 
 
 def test_pyproject_lists_every_package():
@@ -62,12 +58,7 @@ def fresh_env(tmp_path_factory) -> Path:
     environment through a plain-path .pth line (plain paths run no .pth files, so the editable babymerge of
     this environment stays invisible while the wheel's own start-up hook runs)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    source = tmp / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    for folder in ("src", "evaluation_tasks"):
-        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    source = source_tree(tmp / "source")
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), "."]
     subprocess.run(build, cwd=source, check=True, capture_output=True, timeout=300)
     (wheel,) = tmp.glob("babymerge-*.whl")
@@ -93,8 +84,8 @@ def run_in(env: Path, args: list, cwd: Path | None = None) -> subprocess.Complet
 
 
 @pytest.mark.slow
-def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, tmp_path, shared_data, make_checkpoint):
-    python, layout = fresh_env / "bin" / "python", babylm_layout(tmp_path / "evaluation_data", shared_data)
+def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, tmp_path, layout, make_checkpoint):
+    python = fresh_env / "bin" / "python"
     where = run_in(fresh_env, [python, "-c", "import babymerge; print(babymerge.__file__)"], cwd=tmp_path)
     assert Path(where.stdout.strip()).is_relative_to(fresh_env), where.stdout + where.stderr
 

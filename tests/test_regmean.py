@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from merge_helpers import RECIPES, render, weights
+from helpers import RECIPES, render, weights
 from safetensors import safe_open
 
 SAMPLE = ["The cat sees a red ball.", "A dog runs to the big tree.", "The small bird sleeps.", "Blue house."]

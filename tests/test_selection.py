@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from helpers import TASK, series
+from helpers import TASK, series, world_sweep
 
 from babymerge.sweep.selection import selection_remarks, verdict
 
@@ -21,22 +21,10 @@ def test_verdict_names_chance_ties_and_one_item():
 
 def test_selection_rule_reports_a_tie(make_checkpoint, world, tmp_path, caplog):
     """Two checkpoints with the same weights score the same: the rule still picks one, and says it is a tie."""
-    from babymerge.sweep.run import Sweep, SweepConfig
-
     same = make_checkpoint(7)
     texts = series(tmp_path / "text", same, [("1M", 1_000_000), ("2M", 2_000_000)])
     mms = series(tmp_path / "mm", make_checkpoint(8), [("1M", 1_000_000)])
-    config = SweepConfig(
-        text=texts,
-        multimodal=mms,
-        methods=["linear"],
-        alphas=[0.5],
-        tasks=[TASK],
-        pairing=["best"],
-        store=tmp_path / "results.jsonl",
-        data_dir=world / "evaluation_data",
-    )
-    sweep = Sweep(config, progress=False)
+    sweep = world_sweep(texts, mms, world, tmp_path)
     with caplog.at_level(logging.WARNING):
         text, _ = sweep.pairs()[0]
     assert text.name == "2M"  # ties go to the later checkpoint

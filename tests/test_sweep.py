@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import torch
-from helpers import TASK, offline_env, series, sweep_cmd
+from helpers import TASK, series, sweep_cmd, world_sweep
 
 from babymerge.sweep.merge import BASE, load_state
 
@@ -47,24 +47,12 @@ def test_scores_selection_and_alignment(make_checkpoint, models, world, tmp_path
     from transformers import AutoTokenizer
 
     from babymerge import BabyLlavaForConditionalGeneration
-    from babymerge.sweep.run import Sweep, SweepConfig
 
     texts = series(tmp_path / "text", make_checkpoint(3), [("1M", 1_000_000)])
     series(texts, make_checkpoint(4), [("2M", 2_000_000)])
     mms = series(tmp_path / "mm", make_checkpoint(5), [("1M", 1_000_000)])
     series(mms, make_checkpoint(6), [("2M", 2_000_000)])
-    config = SweepConfig(
-        text=texts,
-        multimodal=mms,
-        methods=["linear"],
-        alphas=[0.5],
-        tasks=[TASK],
-        pairing=["best", "aligned"],
-        select_multimodal_by=TASK,
-        store=tmp_path / "results.jsonl",
-        data_dir=world / "evaluation_data",
-    )
-    sweep = Sweep(config, progress=False)
+    sweep = world_sweep(texts, mms, world, tmp_path, pairing=["best", "aligned"], select_multimodal_by=TASK)
     records = sweep.run()
     blimp = world / "evaluation_data" / "fast_eval" / "blimp_fast"
     tokenizer = AutoTokenizer.from_pretrained(texts / "checkpoints" / "1M")
@@ -123,9 +111,9 @@ def test_report_table_and_plots(tmp_path):
     assert (tmp_path / "sweep_table.csv").read_text().count("\n") == 1 + 9
 
 
-def test_unknown_method_is_one_line_error(models, world, tmp_path):
+def test_unknown_method_is_one_line_error(models, world, tmp_path, offline):
     result = subprocess.run(
-        sweep_cmd(models, world, tmp_path / "s", "--methods", "lerp"), env=offline_env(), capture_output=True, text=True
+        sweep_cmd(models, world, tmp_path / "s", "--methods", "lerp"), env=offline, capture_output=True, text=True
     )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]

@@ -91,7 +91,7 @@ def test_changed_inputs_are_recomputed_and_counted(models, make_checkpoint, tmp_
         (data / "items.jsonl").write_text('{"a": 2}\n')
     else:
         fields["seed"] = 1
-    with caplog.at_level(logging.WARNING, logger="babymerge.sweep.run"):
+    with caplog.at_level(logging.WARNING, logger="babymerge.sweep"):
         changed = sweep(models, store, **fields)
         after = values(changed.run())
     assert len(changed.scorer.calls) == 2 and changed.recomputed == 2
@@ -104,7 +104,7 @@ def test_store_of_the_previous_format_is_recomputed_with_a_notice(models, tmp_pa
     store = tmp_path / "results.jsonl"
     old = {"pair": "text=model+multimodal=model", "method": "linear", "alpha": 0.25, "task": TASK}
     store.write_text(json.dumps(old | {"metric": "acc", "value": 123.0}) + "\n")
-    with caplog.at_level(logging.WARNING, logger="babymerge.sweep.run"):
+    with caplog.at_level(logging.WARNING, logger="babymerge.sweep"):
         s = sweep(models, store)
         records = s.run()
     assert len(s.scorer.calls) == 2 and s.recomputed == 1

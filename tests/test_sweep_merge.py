@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import offline_env, raw_keys
-from merge_helpers import MERGEKIT_YAML, mergekit_yaml_in_process
+from helpers import MERGEKIT_YAML, mergekit_yaml_in_process, raw_keys
 from safetensors.torch import load_file
 
 from babymerge.sweep.merge import BASE, MULTIMODAL, TEXT, MergeSpec, load_state
@@ -27,12 +26,12 @@ from babymerge.sweep.store import ResultStore
     ],
     ids=lambda s: s.method,
 )
-def test_in_memory_merge_equals_mergekit_yaml(models, tmp_path, spec):
+def test_in_memory_merge_equals_mergekit_yaml(models, tmp_path, spec, offline):
     config = spec.mergekit_config(models[TEXT], models[MULTIMODAL], models[BASE])
     (tmp_path / "merge.yml").write_text(yaml.safe_dump(config))
     out = tmp_path / "merged"
     cmd = [str(MERGEKIT_YAML), str(tmp_path / "merge.yml"), str(out), "--trust-remote-code"]
-    subprocess.run(cmd, check=True, env=offline_env(), capture_output=True, cwd=tmp_path)
+    subprocess.run(cmd, check=True, env=offline, capture_output=True, cwd=tmp_path)
     written: dict[str, torch.Tensor] = {}
     for shard in out.glob("*.safetensors"):
         written.update(load_file(shard))

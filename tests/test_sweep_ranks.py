@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import subprocess
 
-from helpers import offline_env, raw_keys, sweep_cmd
+from helpers import raw_keys, sweep_cmd
 
 from babymerge.sweep.store import ResultStore
 
 
-def test_ranks_share_the_points(models, world, tmp_path):
+def test_ranks_share_the_points(models, world, tmp_path, offline):
     out = tmp_path / "sweep"
     args = ("--methods", "linear,task_arithmetic", "--alphas", "0,1")
     procs = [
         subprocess.Popen(
             sweep_cmd(models, world, out, *args),
-            env={**offline_env(), "RANK": str(r), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"},
+            env={**offline, "RANK": str(r), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"},
             stderr=subprocess.PIPE,
         )
         for r in (0, 1)

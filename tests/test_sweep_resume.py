@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from helpers import TASK, offline_env, raw_keys, sweep_cmd
+from helpers import TASK, raw_keys, sweep_cmd
 
 from babymerge.sweep.store import ResultStore, record_key
 
@@ -14,10 +14,10 @@ ALPHAS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 ARGS = ("--methods", "linear", "--alphas", ",".join(map(str, ALPHAS)))
 
 
-def test_killed_sweep_resumes_with_every_result_once(models, world, tmp_path):
+def test_killed_sweep_resumes_with_every_result_once(models, world, tmp_path, offline):
     out = tmp_path / "sweep"
     store = out / "results.jsonl"
-    process = subprocess.Popen(sweep_cmd(models, world, out, *ARGS), env=offline_env(), stderr=subprocess.PIPE)
+    process = subprocess.Popen(sweep_cmd(models, world, out, *ARGS), env=offline, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 150  # start-up alone can take a minute on a loaded 2-core machine
     while not (store.exists() and store.read_text().count("\n") >= 1):
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
@@ -28,7 +28,7 @@ def test_killed_sweep_resumes_with_every_result_once(models, world, tmp_path):
     before = {record_key(r): r for r in ResultStore(store).records()}
     assert 1 <= len(before) < len(ALPHAS), "the sweep had to be killed part-way"
 
-    subprocess.run(sweep_cmd(models, world, out, *ARGS), env=offline_env(), check=True, capture_output=True)
+    subprocess.run(sweep_cmd(models, world, out, *ARGS), env=offline, check=True, capture_output=True)
     counts = raw_keys(store)
     assert set(counts.values()) == {1}
     after = {record_key(r): r for r in ResultStore(store).records()}

@@ -9,15 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_corpus
-from helpers import offline_env
+from helpers import synthetic_corpus
 
 from babymerge.training.init import init_model, save_checkpoint
 
 BIN = Path(sys.executable).parent  # the running environment's commands, whether or not it is activated
 
 
-def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer):
+def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer, offline):
     torchrun, babymerge = BIN / "torchrun", BIN / "babymerge"
     assert torchrun.is_file() and babymerge.is_file(), f"torchrun and babymerge belong beside {sys.executable}"
     init = tmp_path / "init"
@@ -26,7 +25,7 @@ def test_torchrun_two_processes_count_words_like_one(tmp_path, tiny_tokenizer):
     common = ["train", "--mode", "text", "--init", str(init), "--text", str(corpus)]
     common += ["--max-length", "48", "--max-steps", "6", "--logging-steps", "2"]
     common += ["--milestone-unit", "500", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
-    env = offline_env(OMP_NUM_THREADS="1")
+    env = offline | {"OMP_NUM_THREADS": "1"}
     cli = [str(babymerge)]
     two = [str(torchrun), "--nproc-per-node", "2", *cli, *common, "--batch-size", "4", "--out", str(tmp_path / "two")]
     subprocess.run(two, check=True, capture_output=True, env=env, timeout=300)

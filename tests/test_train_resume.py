@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from conftest import synthetic_corpus
+from helpers import synthetic_corpus
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 

@@ -314,7 +314,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     from ..sweep.equal_words import markdown as equal_words_markdown
     from ..sweep.report import markdown_table, write_report
-    from ..sweep.run import Sweep, SweepConfig
+    from ..sweep.run import Sweep, SweepConfig, pair_id
     from ..sweep.store import ResultStore
 
     start = time.perf_counter()
@@ -375,7 +375,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     records = ResultStore(best.store).records()
     note = RANDOM_NOTE if sweep.random_backbone else ""
     titles = WORLD_TITLES if inputs.synthetic else None
-    chosen = f"text={best_pair[0].name}+multimodal={best_pair[1].name}"
+    chosen = pair_id(best_pair)
     files = write_report(records, sweep_dir, "random vision backbone" if note else "", titles, selected=[chosen])
     table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None], titles)
     seconds["total"] = round(time.perf_counter() - start, 1)

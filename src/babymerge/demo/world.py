@@ -22,6 +22,7 @@ import io
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,65 +184,95 @@ def text_sentence(rng: random.Random) -> str:
     return sentence(f"{rng.choice(AGENTS)} sees that the {thing.shape} {verb}")
 
 
-def minimal_pairs(rng: random.Random, count: int) -> dict[str, list[dict]]:
-    """BLiMP-format pairs for five phenomena the text corpus teaches (good sentence first)."""
+@dataclass(frozen=True)
+class Subject:
+    """What a minimal pair talks about: a thing (singular or plural) and another thing's shape."""
 
-    def pair(uid: str, term: str, good: str, bad: str, index: int) -> dict:
-        return {
-            "sentence_good": good,
-            "sentence_bad": bad,
-            "field": "morphology" if "agreement" in uid else "syntax",
-            "linguistics_term": term,
-            "UID": uid,
-            "pair_id": index,
-            "simple_LM_method": True,
-        }
+    thing: Thing
+    other: Thing
+    plural: bool
 
-    out: dict[str, list[dict]] = {}
-    makers = {
-        "world_be_agreement": "subject_verb_agreement",
-        "world_verb_agreement": "subject_verb_agreement",
-        "world_determiner_noun_agreement": "determiner_noun_agreement",
-        "world_adjective_order": "word_order",
-        "world_relation_order": "word_order",
+    @property
+    def noun(self) -> str:
+        return PLURAL[self.thing.shape] if self.plural else self.thing.shape
+
+    @property
+    def be(self) -> tuple[str, str]:
+        """The right and the wrong form of *be*."""
+        return ("are", "is") if self.plural else ("is", "are")
+
+
+def be_agreement(rng: random.Random, s: Subject) -> tuple[str, str]:
+    (be, wrong), t = s.be, s.thing
+    return sentence(f"the {t.colour} {s.noun} {be} {t.size}"), sentence(f"the {t.colour} {s.noun} {wrong} {t.size}")
+
+
+def verb_agreement(rng: random.Random, s: Subject) -> tuple[str, str]:
+    verb = rng.choice(sorted(VERBS))
+    right, wrong = (VERBS[verb], verb) if s.plural else (verb, VERBS[verb])
+    return sentence(f"the {s.thing.size} {s.noun} {right}"), sentence(f"the {s.thing.size} {s.noun} {wrong}")
+
+
+def determiner_noun_agreement(rng: random.Random, s: Subject) -> tuple[str, str]:
+    this, wrong = ("these", "this") if s.plural else ("this", "these")
+    be, colour = s.be[0], s.thing.colour
+    return sentence(f"{this} {s.noun} {be} {colour}"), sentence(f"{wrong} {s.noun} {be} {colour}")
+
+
+def adjective_order(rng: random.Random, s: Subject) -> tuple[str, str]:
+    be, t = s.be[0], s.thing
+    return sentence(f"the {t.colour} {s.noun} {be} {t.size}"), sentence(f"the {s.noun} {t.colour} {be} {t.size}")
+
+
+def relation_order(rng: random.Random, s: Subject) -> tuple[str, str]:
+    relation = rng.choice(RELATIONS)
+    words = relation.split()
+    start, shape = f"the {s.thing.colour} {s.noun} {s.be[0]}", s.other.shape
+    good = sentence(f"{start} {relation} the {shape}")
+    if len(words) > 1:
+        return good, sentence(f"{start} {' '.join(reversed(words))} the {shape}")
+    return good, sentence(f"{start} the {shape} {relation}")
+
+
+PairMaker = Callable[[random.Random, Subject], tuple[str, str]]
+
+# BLiMP UID -> (linguistics term, the generator of its (good, bad) sentences)
+PHENOMENA: dict[str, tuple[str, PairMaker]] = {
+    "world_be_agreement": ("subject_verb_agreement", be_agreement),
+    "world_verb_agreement": ("subject_verb_agreement", verb_agreement),
+    "world_determiner_noun_agreement": ("determiner_noun_agreement", determiner_noun_agreement),
+    "world_adjective_order": ("word_order", adjective_order),
+    "world_relation_order": ("word_order", relation_order),
+}
+
+
+def blimp_row(uid: str, term: str, good: str, bad: str, index: int) -> dict:
+    return {
+        "sentence_good": good,
+        "sentence_bad": bad,
+        "field": "morphology" if "agreement" in uid else "syntax",
+        "linguistics_term": term,
+        "UID": uid,
+        "pair_id": index,
+        "simple_LM_method": True,
     }
-    for uid, term in makers.items():
+
+
+def minimal_pairs(rng: random.Random, count: int) -> dict[str, list[dict]]:
+    """BLiMP-format pairs for the phenomena of :data:`PHENOMENA`, which the text corpus teaches (good sentence
+    first; ``count`` distinct good sentences each, as far as 50 tries per pair find them)."""
+    out: dict[str, list[dict]] = {}
+    for uid, (term, make) in PHENOMENA.items():
         rows, seen = [], set()
         attempts = 0
         while len(rows) < count and attempts < count * 50:
             attempts += 1
             thing, other = random_thing(rng), random_thing(rng)
-            plural = rng.random() < 0.5
-            noun = PLURAL[thing.shape] if plural else thing.shape
-            be, wrong_be = ("are", "is") if plural else ("is", "are")
-            if uid == "world_be_agreement":
-                good = sentence(f"the {thing.colour} {noun} {be} {thing.size}")
-                bad = sentence(f"the {thing.colour} {noun} {wrong_be} {thing.size}")
-            elif uid == "world_verb_agreement":
-                verb = rng.choice(sorted(VERBS))
-                right, wrong = (VERBS[verb], verb) if plural else (verb, VERBS[verb])
-                good = sentence(f"the {thing.size} {noun} {right}")
-                bad = sentence(f"the {thing.size} {noun} {wrong}")
-            elif uid == "world_determiner_noun_agreement":
-                this, wrong_this = ("these", "this") if plural else ("this", "these")
-                good = sentence(f"{this} {noun} {be} {thing.colour}")
-                bad = sentence(f"{wrong_this} {noun} {be} {thing.colour}")
-            elif uid == "world_adjective_order":
-                good = sentence(f"the {thing.colour} {noun} {be} {thing.size}")
-                bad = sentence(f"the {noun} {thing.colour} {be} {thing.size}")
-            else:
-                relation = rng.choice(RELATIONS)
-                words = relation.split()
-                scrambled = " ".join(reversed(words)) if len(words) > 1 else f"the {other.shape} {relation}"
-                good = sentence(f"the {thing.colour} {noun} {be} {relation} the {other.shape}")
-                if len(words) > 1:
-                    bad = sentence(f"the {thing.colour} {noun} {be} {scrambled} the {other.shape}")
-                else:
-                    bad = sentence(f"the {thing.colour} {noun} {be} the {other.shape} {relation}")
+            good, bad = make(rng, Subject(thing, other, plural=rng.random() < 0.5))
             if good in seen:
                 continue
             seen.add(good)
-            rows.append(pair(uid, term, good, bad, len(rows)))
+            rows.append(blimp_row(uid, term, good, bad, len(rows)))
         out[uid] = rows
     return out
 

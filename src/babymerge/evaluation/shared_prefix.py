@@ -62,12 +62,12 @@ def _windows(requests: Sequence[Request], max_length: int) -> tuple[list[list[in
     return windows, conts, sorted(range(len(requests)), key=keys.__getitem__)
 
 
-def plan(requests: Sequence[Request], max_length: int, batch_size: int) -> PrefixPlan:
-    """Number the distinct prefixes (a trie over the input windows) and lay out every batch's work."""
-    windows, conts, order = _windows(requests, max_length)
+def _prefix_nodes(windows: list[list[int]], order: list[int]) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Number the distinct prefixes (a trie over the input windows, in ``order``): each window's node at each
+    position, and per node the (request, position) where it is first met."""
     trie: dict[tuple[int, int], int] = {}
-    first: list[tuple[int, int]] = []  # per node: (request, position) where it is first met
-    nodes_at: list[list[int]] = [[] for _ in requests]
+    first: list[tuple[int, int]] = []
+    nodes_at: list[list[int]] = [[] for _ in windows]
     for i in order:
         node = -1
         for position, token in enumerate(windows[i]):
@@ -75,65 +75,90 @@ def plan(requests: Sequence[Request], max_length: int, batch_size: int) -> Prefi
             if node == len(first):
                 first.append((i, position))
             nodes_at[i].append(node)
+    return nodes_at, first
 
-    slot_of: dict[tuple[int, int], int] = {}
-    new_rows: dict[int, list[int]] = {}
-    for i in order:
-        start = len(windows[i]) - len(conts[i])
-        for node, target in zip(nodes_at[i][start:], conts[i], strict=True):
-            if (node, target) not in slot_of:
-                slot_of[(node, target)] = len(slot_of)
-                request, position = first[node]
-                rows = new_rows.setdefault(request, [])
-                if position not in rows:
-                    rows.append(position)
-    zero_slot, pad_node = len(slot_of), len(first)
-    targets_of: dict[int, list[int]] = {}
-    for node, target in slot_of:
-        targets_of.setdefault(node, []).append(target)
 
-    batches = []
-    for begin in range(0, len(order), batch_size):
-        members = order[begin : begin + batch_size]
-        computing = [i for i in members if i in new_rows]
+@dataclass
+class _Layout:
+    """The bookkeeping shared by every batch: windows, continuations, prefix nodes and value slots."""
+
+    windows: list[list[int]]
+    conts: list[list[int]]
+    nodes_at: list[list[int]]
+    slot_of: dict[tuple[int, int], int]  # (prefix node, next token) -> value slot
+    new_rows: dict[int, list[int]]  # request -> positions whose rows it computes first
+    targets_of: dict[int, list[int]]  # prefix node -> next tokens scored after it
+    zero_slot: int
+    pad_node: int
+
+    @classmethod
+    def of(cls, windows: list[list[int]], conts: list[list[int]], order: list[int]) -> _Layout:
+        nodes_at, first = _prefix_nodes(windows, order)
+        slot_of: dict[tuple[int, int], int] = {}
+        new_rows: dict[int, list[int]] = {}
+        for i in order:
+            start = len(windows[i]) - len(conts[i])
+            for node, target in zip(nodes_at[i][start:], conts[i], strict=True):
+                if (node, target) not in slot_of:
+                    slot_of[(node, target)] = len(slot_of)
+                    request, position = first[node]
+                    rows = new_rows.setdefault(request, [])
+                    if position not in rows:
+                        rows.append(position)
+        targets_of: dict[int, list[int]] = {}
+        for node, target in slot_of:
+            targets_of.setdefault(node, []).append(target)
+        return cls(windows, conts, nodes_at, slot_of, new_rows, targets_of, len(slot_of), len(first))
+
+    def batch(self, members: list[int]) -> Batch:
+        """One batch: inputs and new rows of the requests that compute, answer slots of every member."""
+        computing = [i for i in members if i in self.new_rows]
         ids, rows, positions, row_nodes, picks = None, [], [], [], []
         if computing:
-            ids = torch.zeros(len(computing), max(len(windows[i]) for i in computing), dtype=torch.long)
+            ids = torch.zeros(len(computing), max(len(self.windows[i]) for i in computing), dtype=torch.long)
             for row, i in enumerate(computing):
-                ids[row, : len(windows[i])] = torch.tensor(windows[i])
-                for position in sorted(new_rows[i]):
-                    node = nodes_at[i][position]
-                    picks += [(len(rows), t, slot_of[(node, t)]) for t in targets_of[node]]
+                ids[row, : len(self.windows[i])] = torch.tensor(self.windows[i])
+                for position in sorted(self.new_rows[i]):
+                    node = self.nodes_at[i][position]
+                    picks += [(len(rows), t, self.slot_of[(node, t)]) for t in self.targets_of[node]]
                     rows.append(row)
                     positions.append(position)
                     row_nodes.append(node)
-        width = max(len(conts[i]) for i in members)
-        slots = torch.full((len(members), width), zero_slot, dtype=torch.long)
-        nodes = torch.full((len(members), width), pad_node, dtype=torch.long)
+        pick_rows, pick_tokens, pick_slots = torch.tensor(picks, dtype=torch.long).reshape(-1, 3).unbind(dim=1)
+        return Batch(
+            members,
+            ids,
+            torch.tensor(rows, dtype=torch.long),
+            torch.tensor(positions, dtype=torch.long),
+            torch.tensor(row_nodes, dtype=torch.long),
+            pick_rows,
+            pick_tokens,
+            pick_slots,
+            *self._answers(members),
+        )
+
+    def _answers(self, members: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(requests, longest continuation) value slots, prefix nodes and targets, padded."""
+        width = max(len(self.conts[i]) for i in members)
+        slots = torch.full((len(members), width), self.zero_slot, dtype=torch.long)
+        nodes = torch.full((len(members), width), self.pad_node, dtype=torch.long)
         targets = torch.full((len(members), width), -1, dtype=torch.long)
         for row, i in enumerate(members):
-            n = len(conts[i])
-            scored = nodes_at[i][len(windows[i]) - n :]
-            slots[row, :n] = torch.tensor([slot_of[(node, t)] for node, t in zip(scored, conts[i], strict=True)])
+            conts = self.conts[i]
+            n = len(conts)
+            scored = self.nodes_at[i][len(self.windows[i]) - n :]
+            slots[row, :n] = torch.tensor([self.slot_of[(node, t)] for node, t in zip(scored, conts, strict=True)])
             nodes[row, :n] = torch.tensor(scored)
-            targets[row, :n] = torch.tensor(conts[i])
-        pick_rows, pick_tokens, pick_slots = torch.tensor(picks, dtype=torch.long).reshape(-1, 3).unbind(dim=1)
-        batches.append(
-            Batch(
-                members,
-                ids,
-                torch.tensor(rows, dtype=torch.long),
-                torch.tensor(positions, dtype=torch.long),
-                torch.tensor(row_nodes, dtype=torch.long),
-                pick_rows,
-                pick_tokens,
-                pick_slots,
-                slots,
-                nodes,
-                targets,
-            )
-        )
-    return PrefixPlan(batches, zero_slot + 1, pad_node + 1)
+            targets[row, :n] = torch.tensor(conts)
+        return slots, nodes, targets
+
+
+def plan(requests: Sequence[Request], max_length: int, batch_size: int) -> PrefixPlan:
+    """Number the distinct prefixes (a trie over the input windows) and lay out every batch's work."""
+    windows, conts, order = _windows(requests, max_length)
+    layout = _Layout.of(windows, conts, order)
+    batches = [layout.batch(order[begin : begin + batch_size]) for begin in range(0, len(order), batch_size)]
+    return PrefixPlan(batches, layout.zero_slot + 1, layout.pad_node + 1)
 
 
 def score(

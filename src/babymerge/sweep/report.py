@@ -7,10 +7,12 @@ import csv
 import math
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..io import atomic_file
+from .store import PointKey
 from .tasks import chance_level, equal_words, is_image_task, title, words_label
 
 PRIMARY = ("acc", "text_score", "spearman", "acc_norm")
@@ -34,9 +36,8 @@ def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     for r in records:
         if r.get("alpha") is None or r["task"] not in metrics or r["metric"] != metrics[r["task"]]:
             continue
-        key = (r["pair"], r["method"], float(r["alpha"]))
         row = rows.setdefault(
-            key,
+            PointKey.of(r).point,
             {
                 "pair": r["pair"],
                 "method": r["method"],
@@ -124,6 +125,152 @@ def min_span(axis, span: float = 20.0) -> None:
         axis.set_ylim(middle - span / 2, middle + span / 2)
 
 
+def note_on(axis, note: str, task: str) -> None:
+    """``note`` in the panel's lower left corner, on image tasks only."""
+    if note and is_image_task(task):
+        axis.text(0.02, 0.02, note, transform=axis.transAxes, fontsize=7, color="dimgray")
+
+
+def label_scores(axes, metric: str | None) -> None:
+    """The shared y axis of a row of panels: its metric, and a range of at least 20 points."""
+    axes[0][0].set_ylabel(f"{metric} x100")
+    min_span(axes[0][0])
+
+
+@dataclass
+class PairStyles:
+    """How pairs are drawn: ``selected`` ones bold, checkpoint-by-checkpoint (``aligned``) ones thin, coloured by
+    words seen (``norm``)."""
+
+    first_row: dict[str, dict[str, Any]]
+    aligned: list[str]
+    selected: list[str]
+    words: list[int]
+    norm: Any = None
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]], selected: list[str] | None) -> PairStyles:
+        """``selected`` default: the pairs that are not checkpoint by checkpoint (those need two or more)."""
+        from matplotlib.colors import LogNorm
+
+        first_row: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            first_row.setdefault(r["pair"], r)
+        aligned = sorted(
+            (p for p, r in first_row.items() if equal_words(r.get("text_words"), r.get("multimodal_words"))),
+            key=lambda p: first_row[p]["text_words"],
+        )
+        aligned = aligned if len(aligned) >= 2 else []
+        selected = selected or [p for p in first_row if p not in aligned]
+        aligned = [p for p in aligned if p not in selected]
+        words = [first_row[p]["text_words"] for p in aligned]
+        norm = LogNorm(min(words), max(words)) if aligned and max(words) > min(words) else None
+        return cls(first_row, aligned, selected, words, norm)
+
+
+def alpha_figure(
+    task: str, records: list[dict[str, Any]], rows: list[dict[str, Any]], styles: PairStyles, note: str, name: str
+):
+    """``<task>_vs_alpha.png``: one panel per method, the task's score against alpha for each pair."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    chance = chance_level(task)
+    series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        if r.get(task) is not None:
+            series[(r["pair"], r["method"])].append((r["alpha"], r[task]))
+    figure, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
+    handles: dict[str, Any] = {}
+    bold = ["black", "tab:red", "tab:purple", "tab:brown"]
+    for axis, method in zip(axes[0], methods, strict=True):
+        for pair in styles.aligned:
+            points = sorted(series.get((pair, method), []))
+            if points and styles.norm is not None:
+                colour = plt.cm.viridis(0.9 * styles.norm(styles.first_row[pair]["text_words"]))
+                axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, linewidth=1, alpha=0.8)
+        for i, pair in enumerate(styles.selected):
+            points = sorted(series.get((pair, method), []))
+            if points:
+                (line,) = axis.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    color=bold[i % len(bold)],
+                    linewidth=2.2,
+                    marker="o",
+                    markersize=3,
+                )
+                handles.setdefault(f"merged pair: {pair_label(styles.first_row[pair])}", line)
+        if chance is not None:
+            handles["chance"] = axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
+        axis.set_title(method.replace("_", " "), fontsize=10)
+        axis.set_xlabel("alpha  (0 = multimodal, 1 = text-only)")
+        axis.set_xlim(-0.03, 1.03)
+        axis.grid(alpha=0.3)
+        note_on(axis, note, task)
+    label_scores(axes, primary_metric(records, task))
+    if styles.aligned and styles.norm is not None:
+        words = styles.words
+        handles["checkpoint-by-checkpoint pairs (colour: words seen)"] = Line2D([], [], color=plt.cm.viridis(0.5))
+        bar = figure.colorbar(plt.cm.ScalarMappable(norm=styles.norm, cmap="viridis"), ax=list(axes[0]), pad=0.01)
+        bar.set_label("words seen (both models)")
+        ticks = words[:: max(len(words) // 5, 1)]
+        bar.set_ticks(ticks if ticks[-1] == words[-1] else [*ticks, words[-1]])
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: words_label(int(round(value)))))
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    figure.suptitle(name, fontsize=11)
+    figure.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.12),
+    )
+    return figure
+
+
+def words_figure(task: str, records: list[dict[str, Any]], rows: list[dict[str, Any]], note: str, name: str):
+    """``<task>_vs_words.png``: for each method merged at two or more equal word counts, the task's score against
+    words seen, one line per alpha; None when no method was."""
+    import matplotlib.pyplot as plt
+
+    by_words = [r for r in rows if r.get(task) is not None and equal_words(r["text_words"], r["multimodal_words"])]
+    counts = defaultdict(set)
+    for r in by_words:
+        counts[r["method"]].add(r["text_words"])
+    methods = [m for m in dict.fromkeys(r["method"] for r in by_words) if len(counts[m]) >= 2]
+    if not methods:
+        return None
+    chance = chance_level(task)
+    figure, axes = plt.subplots(1, len(methods), figsize=(4.8 * len(methods), 3.6), squeeze=False, sharey=True)
+    for axis, method in zip(axes[0], methods, strict=True):
+        alphas = sorted({r["alpha"] for r in by_words if r["method"] == method})
+        colours = plt.cm.coolwarm([i / max(len(alphas) - 1, 1) for i in range(len(alphas))])
+        for alpha, colour in zip(alphas, colours, strict=True):
+            at: dict[int, float] = {}  # one point per words count (a milestone and ``final`` may coincide)
+            for r in by_words:
+                if r["method"] == method and r["alpha"] == alpha:
+                    at.setdefault(r["text_words"], r[task])
+            points = sorted(at.items())
+            label = {0.0: "0 (multimodal)", 1.0: "1 (text-only)"}.get(alpha, f"{alpha:g} (merged)")
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour, label=label)
+        if chance is not None:
+            axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        words_axis(axis)
+        axis.set_xlabel("words seen (both models)")
+        axis.set_title(method.replace("_", " "), fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(title="alpha", fontsize=7)
+        note_on(axis, note, task)
+    label_scores(axes, primary_metric(records, task))
+    figure.suptitle(f"{name}: merging checkpoint by checkpoint, at equal words", fontsize=11)
+    return figure
+
+
 def write_plots(
     records: list[dict[str, Any]],
     out_dir: str | os.PathLike,
@@ -137,123 +284,18 @@ def write_plots(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks, rows = point_rows(records)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    first_row = {}
-    for r in rows:
-        first_row.setdefault(r["pair"], r)
-    aligned = sorted(
-        (p for p, r in first_row.items() if equal_words(r.get("text_words"), r.get("multimodal_words"))),
-        key=lambda p: first_row[p]["text_words"],
-    )
-    aligned = aligned if len(aligned) >= 2 else []
-    selected = selected or [p for p in first_row if p not in aligned]
-    aligned = [p for p in aligned if p not in selected]
-    bold = ["black", "tab:red", "tab:purple", "tab:brown"]
-    norm = None
-    if aligned:
-        words = [first_row[p]["text_words"] for p in aligned]
-        norm = LogNorm(min(words), max(words)) if max(words) > min(words) else None
+    styles = PairStyles.of(rows, selected)
     written = []
     for task in tasks:
-        metric = primary_metric(records, task)
-        chance = chance_level(task)
         name = title(task, titles)
-        series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-        for r in rows:
-            if r.get(task) is not None:
-                series[(r["pair"], r["method"])].append((r["alpha"], r[task]))
-        figure, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
-        handles: dict[str, Any] = {}
-        for axis, method in zip(axes[0], methods, strict=True):
-            for pair in aligned:
-                points = sorted(series.get((pair, method), []))
-                if points and norm is not None:
-                    colour = plt.cm.viridis(0.9 * norm(first_row[pair]["text_words"]))
-                    axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, linewidth=1, alpha=0.8)
-            for i, pair in enumerate(selected):
-                points = sorted(series.get((pair, method), []))
-                if points:
-                    (line,) = axis.plot(
-                        [p[0] for p in points],
-                        [p[1] for p in points],
-                        color=bold[i % len(bold)],
-                        linewidth=2.2,
-                        marker="o",
-                        markersize=3,
-                    )
-                    handles.setdefault(f"merged pair: {pair_label(first_row[pair])}", line)
-            if chance is not None:
-                handles["chance"] = axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
-            axis.set_title(method.replace("_", " "), fontsize=10)
-            axis.set_xlabel("alpha  (0 = multimodal, 1 = text-only)")
-            axis.set_xlim(-0.03, 1.03)
-            axis.grid(alpha=0.3)
-            if note and is_image_task(task):
-                axis.text(0.02, 0.02, note, transform=axis.transAxes, fontsize=7, color="dimgray")
-        axes[0][0].set_ylabel(f"{metric} x100")
-        min_span(axes[0][0])
-        if aligned and norm is not None:
-            handles["checkpoint-by-checkpoint pairs (colour: words seen)"] = Line2D([], [], color=plt.cm.viridis(0.5))
-            bar = figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes[0]), pad=0.01)
-            bar.set_label("words seen (both models)")
-            ticks = words[:: max(len(words) // 5, 1)]
-            bar.set_ticks(ticks if ticks[-1] == words[-1] else [*ticks, words[-1]])
-            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: words_label(int(round(value)))))
-            bar.ax.yaxis.set_minor_formatter(NullFormatter())
-        figure.suptitle(name, fontsize=11)
-        figure.legend(
-            list(handles.values()),
-            list(handles),
-            loc="lower center",
-            ncol=2,
-            fontsize=8,
-            frameon=False,
-            bbox_to_anchor=(0.5, -0.12),
-        )
+        figure = alpha_figure(task, records, rows, styles, note, name)
         written.append(save_figure(figure, out_dir / f"{task}_vs_alpha.png"))
-
-        by_words = [r for r in rows if r.get(task) is not None and equal_words(r["text_words"], r["multimodal_words"])]
-        counts = defaultdict(set)
-        for r in by_words:
-            counts[r["method"]].add(r["text_words"])
-        word_methods = [m for m in dict.fromkeys(r["method"] for r in by_words) if len(counts[m]) >= 2]
-        if not word_methods:
-            continue
-        figure, axes = plt.subplots(
-            1, len(word_methods), figsize=(4.8 * len(word_methods), 3.6), squeeze=False, sharey=True
-        )
-        for axis, method in zip(axes[0], word_methods, strict=True):
-            alphas = sorted({r["alpha"] for r in by_words if r["method"] == method})
-            colours = plt.cm.coolwarm([i / max(len(alphas) - 1, 1) for i in range(len(alphas))])
-            for alpha, colour in zip(alphas, colours, strict=True):
-                at: dict[int, float] = {}  # one point per words count (a milestone and ``final`` may coincide)
-                for r in by_words:
-                    if r["method"] == method and r["alpha"] == alpha:
-                        at.setdefault(r["text_words"], r[task])
-                points = sorted(at.items())
-                label = {0.0: "0 (multimodal)", 1.0: "1 (text-only)"}.get(alpha, f"{alpha:g} (merged)")
-                axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour, label=label)
-            if chance is not None:
-                axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
-            words_axis(axis)
-            axis.set_xlabel("words seen (both models)")
-            axis.set_title(method.replace("_", " "), fontsize=10)
-            axis.grid(alpha=0.3)
-            axis.legend(title="alpha", fontsize=7)
-            if note and is_image_task(task):
-                axis.text(0.02, 0.02, note, transform=axis.transAxes, fontsize=7, color="dimgray")
-        axes[0][0].set_ylabel(f"{metric} x100")
-        min_span(axes[0][0])
-        figure.suptitle(f"{name}: merging checkpoint by checkpoint, at equal words", fontsize=11)
-        written.append(save_figure(figure, out_dir / f"{task}_vs_words.png"))
+        if (figure := words_figure(task, records, rows, note, name)) is not None:
+            written.append(save_figure(figure, out_dir / f"{task}_vs_words.png"))
     return written
 
 

@@ -1,13 +1,14 @@
 """The sweep: (pair, method, alpha) points merged in memory and scored through lm-eval, every result stored
-as soon as it exists; points are shared among processes (RANK / WORLD_SIZE) writing to one store."""
+as soon as it exists; points are shared among processes (RANK / WORLD_SIZE) writing to one store.
+
+:class:`Sweep` puts together the model slot (``slot.py``), the grid and its store keys (``grid.py``), the
+selection rule (``selection.py``) and the results store (``store.py``)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,19 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 from ..errors import BabymergeError
-from ..merging.llava_text import as_multimodal_state, is_text_lm_folder, multimodal_only_names
+from ..merging.llava_text import is_text_lm_folder
 from .checkpoints import Checkpoint, aligned_pairs, find_checkpoints
 from .evaluate import TaskScorer, babyllava_scorer
-from .fingerprint import checkpoint_fingerprint, data_fingerprint, digest, files_fingerprint
-from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, check_same_states, check_same_tensors, load_state, read_checked
-from .selection import selection_remarks
-from .store import LEGACY, PointKey, ResultStore, shard
+from .grid import Keys, Pair, my_points, pair_id
+from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, read_checked
+from .selection import best_checkpoint, selection_remarks
+from .slot import ModelSlot
+from .store import PointKey, ResultStore, result_records, shard
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]  # holds the paper's 0.3, 0.5 and 0.8
 DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
-SELECT = "checkpoint"  # the ``method`` of single-checkpoint results used by the selection rule
 
 
 class SweepConfig(BaseModel):
@@ -73,12 +74,7 @@ class SweepConfig(BaseModel):
         ]
 
 
-Pair = tuple[Checkpoint, Checkpoint]
 ScorerFactory = Callable[[torch.nn.Module, Any, list[str]], TaskScorer]
-
-
-def pair_id(pair: Pair) -> str:
-    return f"text={pair[0].name}+multimodal={pair[1].name}"
 
 
 class Sweep:
@@ -91,12 +87,33 @@ class Sweep:
         progress: bool = True,
         share_from: Sweep | None = None,
     ):
-        """``share_from``: reuse another sweep's model instance and scorer (its tasks must cover these)."""
+        """``share_from``: reuse another sweep's model slot and scorer (its tasks must cover these)."""
         self.config = config
         self.progress = progress
         self.store = ResultStore(config.store)
         self.texts = find_checkpoints(config.text)
         self.multimodals = find_checkpoints(config.multimodal)
+        self._check_inputs()
+        self.keys = Keys(config)
+        self._pairs: list[Pair] | None = None
+        self.recomputed = 0  # results present in the store for another set of inputs, scored again
+        tasks = list(dict.fromkeys(config.tasks + self._selection_tasks()))
+        if share_from is not None:
+            self.slot, self.scorer = share_from.slot, share_from.scorer
+            if missing := sorted(set(tasks) - set(self.scorer.tasks)):
+                raise BabymergeError(f"the shared scorer lacks tasks {missing}")
+        else:
+            text_lm = is_text_lm_folder(self.texts[-1].path)  # a plain causal LM: the model is the multimodal one
+            self.slot = ModelSlot((self.multimodals if text_lm else self.texts)[-1].path, config.device)
+            factory = scorer_factory or self._default_scorer
+            self.scorer = factory(self.slot.model, self.slot.tokenizer, tasks)
+        self.random_backbone = self._random_backbone()
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+    def _check_inputs(self) -> None:
+        """Methods known and given a base where they need one; checkpoints checked as mergekit-yaml checks its
+        inputs (complete safetensors, finite values)."""
+        config = self.config
         for spec in config.specs():
             spec.check()
             if spec.needs_base and config.base is None:
@@ -104,41 +121,15 @@ class Sweep:
         for folder in dict.fromkeys(
             [c.path for c in self.texts + self.multimodals] + [config.base] * bool(config.base)
         ):
-            read_checked(folder)  # as mergekit-yaml checks its inputs: complete safetensors, finite values
-        self._states: dict[Path, dict[str, torch.Tensor]] = {}
-        self._fingerprints: dict[Path, str] = {}
-        self._checked: set[tuple[Path, ...]] = set()
-        self._inputs_common: dict[str, Any] | None = None
-        self._pairs: list[Pair] | None = None
-        self.recomputed = 0  # results present in the store for another set of inputs, scored again
-        tasks = list(dict.fromkeys(config.tasks + self._selection_tasks()))
-        if share_from is not None:
-            self.model, self.tokenizer, self.scorer = share_from.model, share_from.tokenizer, share_from.scorer
-            if missing := sorted(set(tasks) - set(self.scorer.tasks)):
-                raise BabymergeError(f"the shared scorer lacks tasks {missing}")
-        else:
-            text_lm = is_text_lm_folder(self.texts[-1].path)  # a plain causal LM: the model is the multimodal one
-            self.model, self.tokenizer = self._load_model((self.multimodals if text_lm else self.texts)[-1].path)
-            factory = scorer_factory or self._default_scorer
-            self.scorer = factory(self.model, self.tokenizer, tasks)
-        self.random_backbone = self._random_backbone()
-
-    # -- set-up ---------------------------------------------------------------------------------------------
-    def _load_model(self, folder: Path):
-        from transformers import AutoTokenizer
-
-        from ..modeling import BabyLlavaForConditionalGeneration
-
-        model = BabyLlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
-        model.to(self.device).eval()
-        return model, AutoTokenizer.from_pretrained(folder)
+            read_checked(folder)
 
     @property
-    def device(self) -> str:
-        """``cuda`` under torchrun / accelerate means this process's GPU (``cuda:$LOCAL_RANK``)."""
-        if self.config.device == "cuda" and "LOCAL_RANK" in os.environ:
-            return f"cuda:{os.environ['LOCAL_RANK']}"
-        return self.config.device
+    def model(self) -> torch.nn.Module:
+        return self.slot.model
+
+    @property
+    def tokenizer(self):
+        return self.slot.tokenizer
 
     def _default_scorer(self, model, tokenizer, tasks: list[str]) -> TaskScorer:
         c = self.config
@@ -153,14 +144,21 @@ class Sweep:
         )
 
     def _selection_tasks(self) -> list[str]:
+        return [task for _, series, task in self._selected_series()]
+
+    def _selected_series(self) -> list[tuple[str, list[Checkpoint], str]]:
+        """(role, series, task) of each series the selection rule picks from (``best`` pairing, several
+        checkpoints)."""
         if "best" not in self.config.pairing:
             return []
-        tasks = []
-        if len(self.texts) > 1:
-            tasks.append(self.config.select_text_by)
-        if len(self.multimodals) > 1:
-            tasks.append(self.config.select_multimodal_by)
-        return tasks
+        return [
+            (role, series, task)
+            for role, series, task in (
+                ("text", self.texts, self.config.select_text_by),
+                ("multimodal", self.multimodals, self.config.select_multimodal_by),
+            )
+            if len(series) > 1
+        ]
 
     def _random_backbone(self) -> bool | None:
         if self.config.features is None:
@@ -169,106 +167,33 @@ class Sweep:
 
         return FeatureFile.load(self.config.features).meta.get("random_backbone") == "true"
 
+    # -- weights --------------------------------------------------------------------------------------------
     def state(self, folder: Path) -> dict[str, torch.Tensor]:
-        """A checkpoint's tensors, checked like ``mergekit-yaml``'s inputs (readable, complete, finite)."""
-        if folder not in self._states:
-            if len(self._states) >= 6:
-                self._states.pop(next(iter(self._states)))
-            state = load_state(folder, check=False)  # checked when the sweep began
-            self._states[folder] = self._in_model_layout(folder, state)
-        return self._states[folder]
+        """A checkpoint's tensors in the model's layout (text-only LMs under the multimodal model's names)."""
+        return self.slot.state(folder, self.multimodals[-1].path)
 
-    def _in_model_layout(self, folder: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A text-only LM's tensors under the multimodal model's names (merging/llava_text.py); others as they are."""
-        if not is_text_lm_folder(folder):
-            return state
-        multimodal = self.multimodals[-1].path
-        return as_multimodal_state(state, folder, self.state(multimodal), multimodal)
-
-    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy ``state`` into the one model instance (in place: the LM wrapper keeps its reference)."""
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise BabymergeError(
-                f"merged weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
-            )
-
-    # -- records --------------------------------------------------------------------------------------------
-    def _records(self, rows: list[dict], base: dict[str, Any], seconds: float) -> list[dict]:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        extra = {"seconds": round(seconds, 4), "time": stamp, "rank": int(os.environ.get("RANK", 0))}
-        extra["random_backbone"] = self.random_backbone
-        return [{**base, **row, **extra} for row in rows]
-
-    def _score_into_store(self, key: PointKey, base: dict[str, Any]) -> None:
-        start = time.perf_counter()
-        rows = self.scorer.score(key.task)
-        base = {**base, **key.fields()}
-        self.store.append(self._records(rows, base, time.perf_counter() - start))
-
-    # -- keys: what determines a result -----------------------------------------------------------------------
-    def fingerprint(self, folder: Path) -> str:
-        if folder not in self._fingerprints:
-            self._fingerprints[folder] = checkpoint_fingerprint(folder)
-        return self._fingerprints[folder]
-
-    def _common_inputs(self) -> dict[str, Any]:
-        """Inputs shared by every result: limit, evaluation data, task definitions and image features."""
-        if self._inputs_common is None:
-            from ..evaluation import data_dir, tasks_dir
-
-            c = self.config
-            tasks = tasks_dir()
-            definitions = [p for p in tasks.rglob("*") if p.suffix in (".yaml", ".py")]
-            self._inputs_common = {
-                "limit": c.limit,
-                "data": data_fingerprint(data_dir(c.data_dir)),
-                "tasks": files_fingerprint(tasks, definitions),
-                "features": data_fingerprint(c.features),
-            }
-        return self._inputs_common
-
-    def point_inputs(self, pair: Pair, spec: MergeSpec) -> dict[str, Any]:
-        """Everything besides (pair, method, alpha, task) that determines a point's results."""
+    def merged_state(self, pair: Pair, spec: MergeSpec) -> dict[str, torch.Tensor]:
         text, multimodal = pair
-        fields = {"text": self.fingerprint(text.path), "multimodal": self.fingerprint(multimodal.path)}
+        folders = {TEXT: text.path, MULTIMODAL: multimodal.path}
         if spec.needs_base:
-            fields["base"] = self.fingerprint(self.config.base)
-        fields |= {"parameters": spec.parameters, "seed": spec.seed if spec.randomised else None}
-        return fields | self._common_inputs()
+            folders[BASE] = self.config.base
+        return self.slot.merged(folders, spec, self.multimodals[-1].path)
 
+    # -- keys and records -----------------------------------------------------------------------------------
     def point_key(self, pair: Pair, spec: MergeSpec, task: str) -> PointKey:
-        return PointKey.make(pair_id(pair), spec.method, spec.alpha, task, digest(self.point_inputs(pair, spec)))
-
-    def checkpoint_inputs(self, role: str, checkpoint: Checkpoint) -> dict[str, Any]:
-        return {role: self.fingerprint(checkpoint.path), **self._common_inputs()}
-
-    def checkpoint_key(self, role: str, checkpoint: Checkpoint, task: str) -> PointKey:
-        """The key of one checkpoint's own score (the selection rule's)."""
-        inputs = digest(self.checkpoint_inputs(role, checkpoint))
-        return PointKey.make(f"{role}={checkpoint.name}", SELECT, None, task, inputs)
+        return self.keys.point(pair, spec, task)
 
     def grid_keys(self) -> set[PointKey]:
         """The key of every (point, task) of the grid."""
         return {self.point_key(p, s, t) for p in self.pairs() for s in self.config.specs() for t in self.config.tasks}
 
+    def selection_keys(self) -> set[PointKey]:
+        return {self.keys.checkpoint(role, c, task) for role, series, task in self._selected_series() for c in series}
+
     def missing(self, keys: list[PointKey]) -> list[PointKey]:
         """The keys the store lacks; those stored for other inputs are counted as recomputed, with a notice."""
-        done = self.store.done()
-        todo = [k for k in keys if k not in done]
-        stored_points = {k[:4] for k in done}
-        changed = [k for k in todo if k[:4] in stored_points]
-        if changed:
-            legacy = sum(k.inputs == LEGACY for k in done)
-            why = f"; {legacy} stored results predate input fingerprints" if legacy else ""
-            logger.warning(
-                "%s: recomputing %d results stored for other inputs (weights, --param, --seed, --limit or data "
-                "changed%s)",
-                self.store.path,
-                len(changed),
-                why,
-            )
-            self.recomputed += len(changed)
+        todo, changed = self.store.missing(keys)
+        self.recomputed += changed
         return todo
 
     def current(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -276,62 +201,40 @@ class Sweep:
         keys = self.grid_keys() | self.selection_keys()
         return [r for r in records if PointKey.of(r) in keys]
 
-    def selection_keys(self) -> set[PointKey]:
-        keys = set()
-        for role, series, task in self._series():
-            if len(series) > 1 and "best" in self.config.pairing:
-                keys |= {self.checkpoint_key(role, c, task) for c in series}
-        return keys
-
-    def _series(self) -> list[tuple[str, list[Checkpoint], str]]:
-        return [
-            ("text", self.texts, self.config.select_text_by),
-            ("multimodal", self.multimodals, self.config.select_multimodal_by),
-        ]
+    def _score_into_store(self, key: PointKey, fields: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        rows = self.scorer.score(key.task)
+        seconds = time.perf_counter() - start
+        self.store.append(result_records(key, rows, fields, seconds, self.random_backbone))
 
     # -- the selection rule -----------------------------------------------------------------------------------
     def select(self) -> Pair:
-        """The paper's rule: the best text-only checkpoint by BLiMP, the best multimodal by Winoground (or caption
-        matching); single checkpoints are taken as they are. Scores are stored (method ``checkpoint``)."""
-        chosen = []
-        for role, series, task in self._series():
-            if len(series) == 1:
-                chosen.append(series[0])
-                continue
-            keys = {self.checkpoint_key(role, c, task): c for c in series}
-            todo = self.missing(list(keys))
-            for key in tqdm(shard(todo), desc=f"selecting {role} by {task}", disable=not self.progress):
+        """The paper's rule (``selection.py``): each series' best checkpoint by its task; single checkpoints are
+        taken as they are. Scores are stored (method ``checkpoint``); this process scores its share of them."""
+        chosen = {"text": self.texts[-1], "multimodal": self.multimodals[-1]}
+        for role, series, task in self._selected_series():
+            keys = {self.keys.checkpoint(role, c, task): c for c in series}
+            for key in tqdm(
+                shard(self.missing(list(keys))), desc=f"selecting {role} by {task}", disable=not self.progress
+            ):
                 checkpoint = keys[key]
-                self.load_weights(self.state(checkpoint.path))
-                base = {role: checkpoint.name, f"{role}_words": checkpoint.words, f"{role}_path": str(checkpoint.path)}
-                self._score_into_store(key, base | {"input_fields": self.checkpoint_inputs(role, checkpoint)})
-            chosen.append(self._best(keys, task))
+                self.slot.load(self.state(checkpoint.path))
+                fields = {
+                    role: checkpoint.name,
+                    f"{role}_words": checkpoint.words,
+                    f"{role}_path": str(checkpoint.path),
+                }
+                self._score_into_store(key, fields | {"input_fields": self.keys.checkpoint_inputs(role, checkpoint)})
+            chosen[role] = best_checkpoint(self.store, keys, task)
         for line in self.selection_remarks:
             logger.warning("selection rule: %s", line)
-        return chosen[0], chosen[1]
+        return chosen["text"], chosen["multimodal"]
 
     @property
     def selection_remarks(self) -> list[str]:
         """Selection tasks that cannot tell the checkpoints apart (at chance, ties, within one item)."""
         keys = self.selection_keys()  # not self.current(): that needs the pairs, which need this selection
         return selection_remarks([r for r in self.store.records() if PointKey.of(r) in keys])
-
-    def _best(self, keys: dict[PointKey, Checkpoint], task: str, wait_s: float = 3600) -> Checkpoint:
-        """The checkpoint with the highest ``acc`` (first metric otherwise); waits for other ranks' scores."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            scores: dict[PointKey, float] = {}
-            for r in self.store.records():
-                key = PointKey.of(r)
-                if key in keys and (r["metric"] == "acc" or key not in scores):
-                    scores[key] = r["value"]
-            if len(scores) == len(keys):
-                # Ties go to the later checkpoint (more words seen): series are sorted by words.
-                ranked = {c: scores[k] for k, c in keys.items()}
-                return max(reversed(list(ranked)), key=ranked.__getitem__)
-            if time.monotonic() > deadline:
-                raise BabymergeError(f"{self.store.path}: selection scores for {task} never arrived from other ranks")
-            time.sleep(2)
 
     def pairs(self) -> list[Pair]:
         if self._pairs is None:
@@ -353,9 +256,7 @@ class Sweep:
         Only one sweep at a time may write a store (ranks of one distributed sweep share it).
         """
         with self.store.sole_writer():
-            pairs = self.pairs()
-            points = [(pair, spec) for pair in pairs for spec in self.config.specs()]
-            mine = shard(points)
+            mine = my_points(self.pairs(), self.config.specs())
             keys = {self.point_key(p, s, t): i for i, (p, s) in enumerate(mine) for t in self.config.tasks}
             todo: dict[int, list[str]] = {}
             for key in self.missing(list(keys)):
@@ -367,32 +268,15 @@ class Sweep:
                 self.run_point(pair, spec, missing)
         return self.current(self.store.records())
 
-    def merged_state(self, pair: Pair, spec: MergeSpec) -> dict[str, torch.Tensor]:
-        text, multimodal = pair
-        folders = {TEXT: text.path, MULTIMODAL: multimodal.path}
-        if spec.needs_base:
-            folders[BASE] = self.config.base
-        states = {role: self.state(folder) for role, folder in folders.items()}
-        if tuple(folders.values()) not in self._checked:
-            if is_text_lm_folder(text.path):  # LM names mapped into the multimodal layout (llava_text.py)
-                check_same_states(states, folders)
-            else:
-                check_same_tensors(folders)
-            self._checked.add(tuple(folders.values()))
-        merged = spec.merge(states)
-        if is_text_lm_folder(text.path):  # vision/projector tensors whole from the multimodal model
-            merged |= {n: states[MULTIMODAL][n] for n in multimodal_only_names(multimodal.path, merged)}
-        return merged
-
     def run_point(self, pair: Pair, spec: MergeSpec, tasks: list[str]) -> None:
         start = time.perf_counter()
-        self.load_weights(self.merged_state(pair, spec))
+        self.slot.load(self.merged_state(pair, spec))
         merge_seconds = time.perf_counter() - start
         text, multimodal = pair
-        base = {
+        fields = {
             "parameters": spec.parameters,
             "seed": spec.seed,
-            "input_fields": self.point_inputs(pair, spec),
+            "input_fields": self.keys.point_inputs(pair, spec),
             "text": text.name,
             "multimodal": multimodal.name,
             "text_words": text.words,
@@ -402,4 +286,4 @@ class Sweep:
             "merge_seconds": round(merge_seconds, 4),
         }
         for task in tasks:
-            self._score_into_store(self.point_key(pair, spec, task), {**base, "task_requested": task})
+            self._score_into_store(self.point_key(pair, spec, task), {**fields, "task_requested": task})

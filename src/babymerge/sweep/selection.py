@@ -1,15 +1,39 @@
-"""What the paper's selection rule can and cannot tell: for the checkpoint scores it picked from, whether
-the selection task separates them at all (every score at chance, a tie for the best, or the best only one
-item above the runner-up)."""
+"""The paper's selection rule: the best text-only checkpoint by one task (BLiMP), the best multimodal one by
+another (Winoground or caption matching), from scores in the results store, which other processes of a
+distributed sweep may still be writing. And what the rule cannot tell: whether the selection task separates the
+checkpoints at all (every score at chance, a tie for the best, or the best only one item above the runner-up)."""
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
+from ..errors import BabymergeError
+from .checkpoints import Checkpoint
+from .store import PointKey, ResultStore
 from .tasks import chance_level
 
-SELECT = "checkpoint"  # the ``method`` of single-checkpoint results used by the selection rule
+
+def best_checkpoint(
+    store: ResultStore, keys: dict[PointKey, Checkpoint], task: str, wait_s: float = 3600, poll_s: float = 2
+) -> Checkpoint:
+    """The checkpoint whose score (``acc``, else the first metric) is highest; waits for other ranks' scores.
+
+    Ties go to the later checkpoint (more words seen): ``keys`` follow the series, sorted by words."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        scores: dict[PointKey, float] = {}
+        for r in store.records():
+            key = PointKey.of(r)
+            if key in keys and (r["metric"] == "acc" or key not in scores):
+                scores[key] = r["value"]
+        if len(scores) == len(keys):
+            ranked = {c: scores[k] for k, c in keys.items()}
+            return max(reversed(list(ranked)), key=ranked.__getitem__)
+        if time.monotonic() > deadline:
+            raise BabymergeError(f"{store.path}: selection scores for {task} never arrived from other ranks")
+        time.sleep(poll_s)
 
 
 def at_chance(value: float, chance: float, items: int) -> bool:
@@ -40,9 +64,10 @@ def selection_remarks(records: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[str, str], dict[str, float]] = {}
     items: dict[tuple[str, str], int] = {}
     for r in records:
-        if r.get("method") != SELECT or r.get("metric") != "acc":
+        scored = PointKey.of(r).scored_checkpoint()
+        if scored is None or r.get("metric") != "acc":
             continue
-        role, _, name = r["pair"].partition("=")
+        role, name = scored
         key = (role, r["task"])
         groups.setdefault(key, {})[name] = r["value"]
         if r.get("items"):

@@ -12,9 +12,11 @@ from typing import Any
 from ..errors import BabymergeError
 from ..io import atomic_dir
 from ..merging.llava_text import is_text_lm_folder
+from .grid import pair_id
 from .merge import MergeSpec
 from .report import markdown_table, point_rows, primary_metric, write_report
-from .run import Sweep, SweepConfig, pair_id
+from .run import Sweep, SweepConfig
+from .store import LEGACY, PointKey
 
 RANDOM_BACKBONE_NOTE = "image features from a RANDOMLY INITIALISED vision backbone: image results are not meaningful"
 
@@ -161,15 +163,11 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
 
 def card_scores(sweep: Sweep, records: list[dict[str, Any]], pair: tuple, spec: MergeSpec) -> str:
     """The card section listing the sweep's primary scores of one merge."""
+    point = PointKey.make(pair_id(pair), spec.method, spec.alpha, "", LEGACY).point
     scores = [
         r
         for r in records
-        if r["pair"] == pair_id(pair)
-        and r["method"] == spec.method
-        and r.get("alpha") is not None
-        and abs(r["alpha"] - spec.alpha) < 1e-9
-        and "/" not in r["task"]
-        and r["metric"] == primary_metric(records, r["task"])
+        if PointKey.of(r).point == point and "/" not in r["task"] and r["metric"] == primary_metric(records, r["task"])
     ]
     lines = ["", "## babymerge sweep scores", "", "| task | metric | score (x100) |", "|---|---|---|"]
     lines += [f"| {r['task']} | {r['metric']} | {100 * r['value']:.2f} |" for r in scores]

@@ -3,6 +3,8 @@
 One line per result: ``{"pair", "method", "alpha", "task", "inputs", "metric", "value", ...}``. A result is
 identified by :class:`PointKey` plus its metric: ``inputs`` is a digest of everything else that determines it
 (checkpoint weights, method parameters, seed, limit, data), so a result is reused only for the same inputs.
+A merge point's ``pair`` is ``text=NAME+multimodal=NAME``; a single checkpoint's own score (the selection
+rule's) has ``pair`` ``ROLE=NAME``, ``method`` ``checkpoint`` and no ``alpha``. Keys are made and read here only.
 The first line with a key wins, so a result is never counted twice. Writers take an exclusive ``fcntl`` lock
 on a side file, re-read the keys, and append only new records, then ``fsync``: a killed writer leaves at most
 one unfinished last line, which readers skip and the next writer closes with a newline. Sweeps skip every
@@ -13,15 +15,25 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import BabymergeError, BadValueError
 
+logger = logging.getLogger(__name__)
+
 LEGACY = ""  # the ``inputs`` of records written before inputs were fingerprinted: they match no point
+SELECT = "checkpoint"  # the ``method`` of a single checkpoint's own score (the selection rule's)
+
+
+def pair_name(text: str, multimodal: str) -> str:
+    """The ``pair`` of a merge of the checkpoints named ``text`` and ``multimodal``."""
+    return f"text={text}+multimodal={multimodal}"
 
 
 class PointKey(NamedTuple):
@@ -39,6 +51,11 @@ class PointKey(NamedTuple):
         return cls(pair, method, None if alpha is None else round(float(alpha), 6), task, inputs)
 
     @classmethod
+    def checkpoint(cls, role: str, name: str, task: str, inputs: str) -> PointKey:
+        """The key of one checkpoint's own score on ``task`` (the selection rule's)."""
+        return cls.make(f"{role}={name}", SELECT, None, task, inputs)
+
+    @classmethod
     def of(cls, record: dict[str, Any]) -> PointKey:
         return cls.make(
             record["pair"], record["method"], record.get("alpha"), record["task"], record.get("inputs", LEGACY)
@@ -47,6 +64,22 @@ class PointKey(NamedTuple):
     def fields(self) -> dict[str, Any]:
         """The key as record fields."""
         return self._asdict()
+
+    @property
+    def point(self) -> tuple[str, str, float | None]:
+        """``(pair, method, alpha)``: the merge point, whatever the task and inputs."""
+        return self.pair, self.method, self.alpha
+
+    def any_inputs(self) -> PointKey:
+        """The same (point, task) with the inputs left out: equal for results of one point under other inputs."""
+        return self._replace(inputs=LEGACY)
+
+    def scored_checkpoint(self) -> tuple[str, str] | None:
+        """``(role, checkpoint name)`` of a selection-rule score; None for a merge point."""
+        if self.method != SELECT:
+            return None
+        role, _, name = self.pair.partition("=")
+        return role, name
 
 
 def record_key(record: dict[str, Any]) -> tuple[PointKey, str]:
@@ -97,6 +130,24 @@ class ResultStore:
     def done(self) -> set[PointKey]:
         """The point key of every result present."""
         return {key for key, _ in self.keys()}
+
+    def missing(self, keys: list[PointKey]) -> tuple[list[PointKey], int]:
+        """The keys the store lacks, and how many of those it holds for other inputs (logged: recomputed)."""
+        done = self.done()
+        todo = [k for k in keys if k not in done]
+        stored = {k.any_inputs() for k in done}
+        changed = sum(k.any_inputs() in stored for k in todo)
+        if changed:
+            legacy = sum(k.inputs == LEGACY for k in done)
+            why = f"; {legacy} stored results predate input fingerprints" if legacy else ""
+            logger.warning(
+                "%s: recomputing %d results stored for other inputs (weights, --param, --seed, --limit or data "
+                "changed%s)",
+                self.path,
+                changed,
+                why,
+            )
+        return todo, changed
 
     @contextmanager
     def sole_writer(self, what: str = "sweep") -> Iterator[None]:
@@ -153,6 +204,17 @@ class ResultStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             return len(lines)
+
+
+def result_records(
+    key: PointKey, rows: list[dict[str, Any]], fields: dict[str, Any], seconds: float, random_backbone: bool | None
+) -> list[dict[str, Any]]:
+    """The records of one (point, task) as stored: ``fields``, the key, each of the scorer's metric ``rows``, the
+    seconds it took, when, by which rank, and whether image features came from a random backbone."""
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    extra = {"seconds": round(seconds, 4), "time": stamp, "rank": int(os.environ.get("RANK", 0))}
+    extra["random_backbone"] = random_backbone
+    return [{**fields, **key.fields(), **row, **extra} for row in rows]
 
 
 def shard(items: list, rank: int | None = None, world_size: int | None = None) -> list:
