@@ -111,9 +111,10 @@ def test_missing_required_value_names_flag_and_key(tmp_path, capsys):
     assert err == "babymerge train: error: --init is required (or `init:` in the --config file)\n"
 
 
-def test_old_spellings_still_parse(tmp_path):
+def test_old_spellings_still_parse(tmp_path, capsys):
     assert parse(["train", "--quiet"]).progress is False
     assert parse(["eval", "m", "--tasks", "t", "--output-path", "r"]).out == "r"
     merge = parse(["merge", "recipe.yml", "merged"])
     assert (merge.out, merge.old_out) == (None, "merged")
     assert main(["merge", "recipe.yml", "merged", "--out", str(tmp_path / "x")]) == 2
+    assert "the output is given twice" in capsys.readouterr().err
