@@ -20,7 +20,7 @@ class DemoConfig(BaseModel):
     ``data_dir``, a folder in BabyLM's ``evaluation_data`` layout. A YAML file of these fields is a config.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     out: Path = Field(Path("babymerge-demo"), description="output folder")
     data_dir: Path | None = Field(None, description="evaluation data in BabyLM's evaluation_data layout (real data)")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class EvalConfig(BaseModel):
     """One lm-eval run of a babyllava checkpoint on babymerge's tasks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     model: str = Field(description="checkpoint folder (or Hub id)")
     tasks: str = Field(description="comma-separated tasks or groups, e.g. babylm_text_fast")

@@ -15,7 +15,7 @@ Pooling = Literal["mean", "grid", "patches"]
 class FeaturesConfig(BaseModel):
     """Pooled vision-backbone features of a folder of images or of the images a captions file names."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     images: Path = Field(description="a folder of images, or a captions file (CSV image,caption) naming images")
     out: Path = Field(description="feature file to write (.safetensors)")

@@ -17,7 +17,7 @@ DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
 class SweepConfig(BaseModel):
     """What to sweep: two checkpoint series (or models), methods, alphas, tasks, and where results go."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     text: Path = Field(description="text-only checkpoint, or a training run / folder of milestone checkpoints")
     multimodal: Path = Field(description="multimodal checkpoint, or a series as for text")

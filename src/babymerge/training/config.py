@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -21,7 +20,7 @@ class TrainConfig(BaseModel):
     ``accelerate launch`` or ``torchrun`` without code changes.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     mode: Literal["text", "multimodal"] = Field(description="text-only or multimodal run")
     init: Path = Field(description="initial checkpoint folder (babymerge init)")
@@ -86,13 +85,15 @@ class TrainConfig(BaseModel):
         return Path(os.environ.get("BABYMERGE_CACHE", Path.home() / ".cache" / "babymerge")) / "tokens"
 
     def to_yaml(self) -> str:
+        import yaml
+
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 class TokenizerConfig(BaseModel):
     """The byte-level BPE tokenizer trained on BabyLM-format text (``babymerge tokenizer``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     text: Path = Field(description="folder of BabyLM .train files (or one file)")
     out: Path = Field(description="tokenizer folder to write")
@@ -110,7 +111,7 @@ Preset = Literal["paper", "small", "tiny"]  # the names of modeling.presets.PRES
 class InitConfig(BaseModel):
     """The shared seeded initial checkpoint both runs start from and merges use as base (``babymerge init``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
     tokenizer: Path = Field(description="tokenizer folder (from babymerge tokenizer)")
     out: Path = Field(description="checkpoint folder to write")
