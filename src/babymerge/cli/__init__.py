@@ -1,7 +1,10 @@
 """``babymerge <stage> ...``: the one command line face.
 
-Each module in this package adds one subcommand: it defines ``register(subparsers)`` which adds a parser
-whose ``func`` default takes the parsed arguments and calls into its stage. A ``BabymergeError`` or pydantic
+Each module in this package (except ``_``-prefixed helpers) adds one subcommand: it defines
+``register(subparsers)`` which adds a parser whose ``func`` default takes the parsed arguments and calls into
+its stage. Commands whose settings are a pydantic config take their flags from it (``_flags``). Conventions
+for every command: ``--out`` is where output goes, ``--device`` defaults to cpu, ``--no-progress`` silences
+progress bars, ``--data-dir`` is a folder in BabyLM's evaluation_data layout. A ``BabymergeError`` or pydantic
 ``ValidationError`` becomes one line and exit status 2; any other exception keeps its traceback.
 """
 
@@ -15,12 +18,25 @@ import sys
 from pydantic import ValidationError
 
 from ..errors import BabymergeError
+from ._flags import plain
+
+
+class Parser(argparse.ArgumentParser):
+    """Help without markup; subcommand parsers are of the same class."""
+
+    def format_help(self) -> str:
+        return plain(super().format_help())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="babymerge", description=__doc__.splitlines()[0])
+    from .. import __version__
+
+    parser = Parser(prog="babymerge", description=plain(__doc__.splitlines()[0]))
+    parser.add_argument("--version", action="version", version=f"babymerge {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(subparsers)
     return parser

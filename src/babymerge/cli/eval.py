@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..evaluation.config import EvalConfig
+from ._flags import add_config_flags, config_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,22 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "installed); arguments after `--lm-eval` go to lm-eval unchanged. Results are saved as lm-eval writes them, "
         "plus a summary table.",
     )
-    parser.add_argument("model_dir", help="checkpoint folder (or Hub id)")
-    parser.add_argument("--tasks", required=True, help="comma-separated tasks or groups, e.g. babylm_text_fast")
-    parser.add_argument("--output-path", required=True, help="folder for lm-eval's results")
-    parser.add_argument(
-        "--data-dir",
-        help="folder in BabyLM's evaluation_data layout (see `babymerge data`; default $BABYMERGE_DATA or user cache)",
-    )
-    parser.add_argument("--features", help="feature file (babymerge features) for image tasks")
-    parser.add_argument("--batch-size", default="32")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--limit", help="documents per task (for quick checks)")
-    parser.add_argument(
-        "--save-to-model",
-        action="store_true",
-        help="also write MODEL_DIR/eval_results.json (metrics only) for `babymerge push`",
-    )
+    add_config_flags(parser, EvalConfig, positional=["model"])
+    parser.add_argument("--output-path", dest="out", help=argparse.SUPPRESS)  # the old spelling of --out
     parser.add_argument(
         "--lm-eval", nargs=argparse.REMAINDER, default=[], help="last option: everything after it goes to lm-eval"
     )
@@ -38,17 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import run_cli
 
+    config = config_from_args(args)
     table = run_cli(
-        args.model_dir,
-        args.tasks,
-        output_path=args.output_path,
-        data_dir=args.data_dir,
-        features=args.features,
-        batch_size=args.batch_size,
-        device=args.device,
-        limit=args.limit,
+        config.model,
+        config.tasks,
+        output_path=str(config.out),
+        data_dir=config.data_dir and str(config.data_dir),
+        features=config.features and str(config.features),
+        batch_size=str(config.batch_size),
+        device=config.device,
+        limit=None if config.limit is None else f"{config.limit:g}",
         extra=args.lm_eval,
-        save_to_model=args.save_to_model,
+        save_to_model=config.save_to_model,
     )
     print(table)
     return 0

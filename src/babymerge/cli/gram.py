@@ -1,14 +1,16 @@
-"""``babymerge gram MODEL OUT``: input Gram matrices of every linear layer, for the RegMean merge method."""
+"""``babymerge gram MODEL --out OUT``: input Gram matrices of every linear layer, for the RegMean merge method."""
 
 from __future__ import annotations
 
 import argparse
 
+from ._flags import add_out, out_of
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("gram", help="Gram matrices of a model's linear-layer inputs (for RegMean)")
     parser.add_argument("model", help="checkpoint folder")
-    parser.add_argument("out", help="output .safetensors file (must not exist)")
+    add_out(parser, "output .safetensors file (must not exist)", old_positional="OUT")
     parser.add_argument("--text", help="text file, one sample per line (each gets the black image)")
     parser.add_argument("--captions", help="captions file (Flickr8k CSV or token file); needs --features")
     parser.add_argument("--features", help="feature file (features.safetensors) with the captions' images")
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = gram_file(
         args.model,
-        args.out,
+        out_of(args),
         text=args.text,
         captions=args.captions,
         features=args.features,

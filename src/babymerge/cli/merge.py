@@ -1,10 +1,11 @@
-"""``babymerge merge RECIPE OUT --model NAME=PATH ...``: a recipe from merge_recipes/ with its paths filled in."""
+"""``babymerge merge RECIPE --out OUT --model NAME=PATH ...``: a recipe from merge_recipes/ with its paths filled in."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..errors import BabymergeError
+from ._flags import add_out, out_of
 
 
 def parse_model(value: str) -> tuple[str, str]:
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
         "merge", help="run a merge recipe through mergekit with its /path/to/NAME placeholders filled in"
     )
     parser.add_argument("recipe", help="recipe YAML (e.g. merge_recipes/linear_alpha0.5.yml)")
-    parser.add_argument("out", help="output folder (must not exist)")
+    add_out(parser, "output folder (must not exist)", old_positional="OUT")
     parser.add_argument(
         "--model",
         action="append",
@@ -29,6 +30,7 @@ def register(subparsers) -> None:
         help="fill /path/to/NAME, e.g. text_model=ckpt/text multimodal_model=ckpt/mm init_model=ckpt/init",
     )
     parser.add_argument("--random-seed", type=int, default=None, help="seed for random methods (DARE)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.set_defaults(func=run)
 
 
@@ -38,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     paths = dict(args.model)
     if len(paths) != len(args.model):
         raise BabymergeError("--model: a NAME is given twice")
-    print(merge_recipe(args.recipe, args.out, paths, random_seed=args.random_seed))
+    print(merge_recipe(args.recipe, out_of(args), paths, random_seed=args.random_seed, quiet=not args.progress))
     return 0

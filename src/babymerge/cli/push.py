@@ -1,4 +1,4 @@
-"""``babymerge push OUT_DIR REPO_ID``: push a merged model with its generated model card."""
+"""``babymerge push MODEL_DIR REPO_ID``: push a merged model with its generated model card."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def parse_parent(value: str) -> tuple[str, str]:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("push", help="upload a merged folder to the Hugging Face Hub")
-    parser.add_argument("out_dir", help="merged folder (written by mergekit-yaml)")
+    parser.add_argument("model_dir", help="merged folder (written by mergekit-yaml or babymerge merge)")
     parser.add_argument("repo_id", help="Hub repository, e.g. user/babyllava-linear-0.5")
     parser.add_argument(
         "--parent",
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--results",
-        help="lm-eval results JSON (default: OUT_DIR/eval_results.json from `babymerge eval --save-to-model`)",
+        help="lm-eval results JSON (default: MODEL_DIR/eval_results.json from `babymerge eval --save-to-model`)",
     )
     parser.add_argument("--license", default="unknown", help="Hub licence identifier for the card (default unknown)")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if len(parents) != len(args.parent):
         raise BabymergeError("--parent: a KEY is given twice")
     uploads, card = push(
-        args.out_dir,
+        args.model_dir,
         args.repo_id,
         results=args.results,
         parents=parents,

@@ -16,15 +16,17 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel
 
+from ..config_file import load_config as load_config_file
 from ..errors import BabymergeError
 from ..io import atomic_file
+from ..sweep.config import DEFAULT_METHODS
+from .config import DemoConfig
 from .world import QUICK, WorldSize, generate_world
 
-DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
 WORLD_TITLES = {
     "babylm_blimp_fast": "Grammar pairs (world, BLiMP format)",
     "babylm_caption_matching_fast": "Caption matching (world)",
@@ -36,89 +38,9 @@ RANDOM_NOTE = (
 )
 
 
-class DemoConfig(BaseModel):
-    """Sizes and paths of a demo run; ``quick`` shrinks everything for tests (well under two minutes).
-
-    Without ``train_text`` the demo generates its synthetic world; with it, the demo trains on that BabyLM-format
-    text and the Flickr8k-format ``images_captions`` (a ``captions.txt`` beside ``images/``) and evaluates on
-    ``data_dir``, a folder in BabyLM's ``evaluation_data`` layout. A YAML file of these fields is a config.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    out: Path
-    data_dir: Path | None = Field(None, description="evaluation data in BabyLM's evaluation_data layout (real data)")
-    train_text: Path | None = Field(None, description="BabyLM-format training text (a folder of .train files)")
-    images_captions: Path | None = Field(
-        None, description="Flickr8k-format captions.txt (image,caption) beside an images/ folder"
-    )
-    quick: bool = False
-    seed: int = 0
-    preset: str = "tiny"
-    vocab_size: int | None = Field(None, ge=300, description="default 1000 (world), 8000 (real data)")
-    epochs: float | None = Field(None, gt=0, description="default: 4 (world), 1 (real data or quick)")
-    text_max_words: int | None = Field(
-        None, gt=0, description="real data: words of BabyLM text to train on (default 1M; 20k when quick)"
-    )
-    text_ratio: float | None = Field(
-        0.5, gt=0, lt=1, description="multimodal run: share of words from text (paper 0.5); null: all text + captions"
-    )
-    max_length: int = Field(64, ge=8, description="tokens per packed training block")
-    batch_size: int = Field(32, ge=1, description="training rows per step")
-    learning_rate: float = Field(2e-3, gt=0, description="peak learning rate of both runs")
-    milestone_unit: int | None = Field(None, ge=1, description="words per milestone unit (default fits the data)")
-    tasks: list[str] | None = Field(None, description="tasks of both sweeps (default per world / real data)")
-    alphas: list[float] | None = None
-    aligned_alphas: list[float] | None = Field(None, description="alphas of the checkpoint-by-checkpoint sweep")
-    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
-    pairing: Literal["best", "final"] = Field(
-        "best", description="the pair merged over alpha: the paper's selection rule, or the final checkpoints"
-    )
-    threads: int = Field(1, ge=1, description="torch CPU threads (1: tiny models collapse with 2 on a loaded machine)")
-    device: str = "cpu"
-    progress: bool = True
-
-    @model_validator(mode="after")
-    def _real_data_complete(self) -> DemoConfig:
-        real = {"train_text": self.train_text, "images_captions": self.images_captions, "data_dir": self.data_dir}
-        if any(real.values()) and not all(real.values()):
-            missing = ", ".join(f"--{k.replace('_', '-')}" for k, v in real.items() if not v)
-            raise ValueError(f"real data needs --train-text, --images-captions and --data-dir; missing {missing}")
-        return self
-
-    @property
-    def real(self) -> bool:
-        return self.train_text is not None
-
-    @property
-    def max_words(self) -> int | None:
-        if self.text_max_words or not self.real:
-            return self.text_max_words
-        return 20_000 if self.quick else 1_000_000
-
-
 def load_config(path: str | Path, **overrides: Any) -> DemoConfig:
-    """A :class:`DemoConfig` from a YAML file (relative paths resolve against the file's folder), with
-    ``overrides`` (non-None values) on top."""
-    import yaml
-
-    path = Path(path)
-    try:
-        fields = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise BabymergeError(f"{path}: cannot read the demo config ({' '.join(str(error).split())[:200]})") from None
-    if not isinstance(fields, dict):
-        raise BabymergeError(f"{path}: expected a mapping of demo fields, found {type(fields).__name__}")
-    for key in ("out", "data_dir", "train_text", "images_captions"):
-        if isinstance(fields.get(key), str):
-            fields[key] = (path.parent / Path(fields[key]).expanduser()).resolve()
-    fields |= {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return DemoConfig(**fields)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise BabymergeError(f"{path}: field {where}: {first['msg']}") from None
+    """A :class:`DemoConfig` from a YAML file with ``overrides`` (non-None values) on top."""
+    return load_config_file(DemoConfig, path, overrides)
 
 
 def log(message: str) -> None:
@@ -206,47 +128,53 @@ def real_inputs(config: DemoConfig) -> Inputs:
 
 
 def make_tokenizer(config: DemoConfig, inputs: Inputs) -> Path:
-    from ..io import atomic_dir
-    from ..training.tokenizer import subwords_per_word, text_files, train_tokenizer
+    from ..training.config import TokenizerConfig
+    from ..training.tokenizer import run_tokenizer
 
     folder = config.out / "tokenizer"
     if not (folder / "tokenizer.json").is_file():
-        files = text_files(inputs.text)
         vocab = config.vocab_size or (8000 if config.real else 1000)
-        tokenizer = train_tokenizer(files, vocab, min_frequency=2)
-        with atomic_dir(folder, overwrite=folder.exists()) as tmp:
-            tokenizer.save_pretrained(tmp)
-        log(f"tokenizer: {len(tokenizer)} tokens, {subwords_per_word(tokenizer, files):.2f} subwords per word")
+        stage = TokenizerConfig(
+            text=inputs.text, out=folder, vocab_size=vocab, overwrite=folder.exists(), progress=config.progress
+        )
+        log(run_tokenizer(stage))
     return folder
 
 
 def make_features(config: DemoConfig, inputs: Inputs) -> Path:
-    from ..features.backbone import random_dinov2
-    from ..features.extract import extract_features
-    from ..features.images import list_images
+    from ..features.config import FeaturesConfig
+    from ..features.extract import run_features
 
     path = config.out / "features.safetensors"
     if not path.is_file():
         log("extracting image features with a RANDOMLY INITIALISED tiny DINOv2 (no pretrained weights offline)")
-        backbone = random_dinov2(config.seed)
-        extract_features(list_images(inputs.images), path, backbone, progress=config.progress)
+        stage = FeaturesConfig(
+            images=inputs.images,
+            out=path,
+            random_backbone=True,
+            seed=config.seed,
+            device=config.device,
+            progress=config.progress,
+        )
+        run_features(stage)
     return path
 
 
 def make_init(config: DemoConfig, tokenizer_dir: Path, features: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    from ..features.model_fields import model_fields
-    from ..features.store import FeatureFile
-    from ..training.init import init_model, save_checkpoint
+    from ..training.config import InitConfig
+    from ..training.init import run_init
 
     folder = config.out / "init"
     if not (folder / "config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        file = FeatureFile.load(features)
-        model = init_model(tokenizer, config.preset, seed=config.seed, **model_fields(file, features))
-        save_checkpoint(model, tokenizer, folder, overwrite=folder.exists())
-        log(f"initial checkpoint ({config.preset}, {model.num_parameters():,} parameters) in {folder}")
+        stage = InitConfig(
+            tokenizer=tokenizer_dir,
+            out=folder,
+            preset=config.preset,
+            seed=config.seed,
+            features=features,
+            overwrite=folder.exists(),
+        )
+        log(run_init(stage))
     return folder
 
 
@@ -293,7 +221,7 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
         "logging_steps": 20,
         "text_max_words": config.max_words,
         "progress": config.progress,
-        "trainer_args": {"use_cpu": config.device == "cpu"},
+        "device": config.device,
     }
     runs = {}
     for mode in ("text", "multimodal"):

@@ -10,8 +10,8 @@ from transformers import AutoImageProcessor, AutoModel, Dinov2Config, Dinov2Mode
 from transformers.utils import is_torchvision_available
 
 from ..errors import BabymergeError
+from .config import DEFAULT_BACKBONE
 
-DEFAULT_BACKBONE = "facebook/dinov2-large"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -36,11 +36,7 @@ class Backbone:
         return 1 + int(getattr(self.model.config, "num_register_tokens", 0) or 0)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str | None = None) -> Backbone:
+def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str = "cpu") -> Backbone:
     """``AutoModel`` + ``AutoImageProcessor`` from a Hub name (cached) or a local folder, in eval mode."""
     try:
         processor = AutoImageProcessor.from_pretrained(name_or_path)
@@ -51,7 +47,7 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str | None = Non
             f"backbone {name_or_path!r} could not be loaded (not a local folder nor in the Hugging Face cache; "
             f"offline runs can use --random-backbone): {reason}"
         ) from None
-    return Backbone(model.eval().to(device or default_device()), processor, str(name_or_path))
+    return Backbone(model.eval().to(device), processor, str(name_or_path))
 
 
 def random_dinov2(seed: int = 0, *, hidden_size: int = 32, image_size: int = 56) -> Backbone:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from ..errors import BabymergeError
 from ..io import atomic_file
 from .backbone import Backbone, patch_tokens
+from .config import FeaturesConfig
 from .images import ImageSource, black_image, load_rgb
 from .pooling import Pooling, pool_patches
 from .store import FeatureFile
@@ -112,3 +114,32 @@ def extract_features(
     result.save(out)
     shutil.rmtree(folder, ignore_errors=True)
     return result
+
+
+def run_features(config: FeaturesConfig) -> FeatureFile:
+    """The features stage (``babymerge features``, the demo): the backbone of ``config``, the images it names,
+    the feature file written (resuming); a random backbone is announced on stderr."""
+    from .backbone import load_backbone, random_dinov2
+    from .images import list_images
+
+    sources = list_images(config.images)
+    if config.random_backbone:
+        backbone = random_dinov2(config.seed)
+        backbone.model.to(config.device)
+        print(
+            f"warning: features come from a RANDOMLY INITIALISED backbone ({backbone.name}), not "
+            f"{config.backbone}; they carry no visual meaning (recorded as random_backbone=true)",
+            file=sys.stderr,
+        )
+    else:
+        backbone = load_backbone(config.backbone, config.device)
+    return extract_features(
+        sources,
+        config.out,
+        backbone,
+        pooling=config.pooling,
+        grid_size=config.grid_size,
+        batch_size=config.batch_size,
+        layer=config.layer,
+        progress=config.progress,
+    )

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch.nn import functional
 
 from ..errors import BabymergeError
-
-Pooling = Literal["mean", "grid", "patches"]
-POOLINGS = ("mean", "grid", "patches")
+from .config import POOLINGS, Pooling
 
 
 def pool_patches(

@@ -29,29 +29,6 @@ class SweepOutcome:
     note: str
 
 
-def load_config(path: str | os.PathLike | None, overrides: dict[str, Any], store: Path) -> SweepConfig:
-    """A :class:`SweepConfig` from an optional YAML file, with ``overrides`` on top (the store defaults here)."""
-    import yaml
-
-    fields: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise BabymergeError(f"{path}: sweep config not found")
-        fields = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(fields, dict):
-            raise BabymergeError(f"{path}: a sweep config is a mapping of SweepConfig fields")
-    parameters = {**fields.get("method_parameters", {})}
-    for method, values in overrides.pop("method_parameters", {}).items():
-        parameters[method] = {**parameters.get(method, {}), **values}
-    fields |= overrides | {"method_parameters": parameters}
-    fields.setdefault("store", store)
-    for required in ("text", "multimodal"):
-        if required not in fields:
-            raise BabymergeError(f"sweep: --{required} is required (or `{required}:` in --config)")
-    return SweepConfig.model_validate(fields)
-
-
 def wait_for_points(sweep: Sweep, timeout_s: float = 24 * 3600) -> list[dict[str, Any]]:
     """Rank 0's barrier: wait until the store holds every (point, task) of the grid; return the grid's records."""
     expected = sweep.grid_keys()

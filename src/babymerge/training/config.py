@@ -1,4 +1,5 @@
-"""The training run's settings: one pydantic model, written as YAML or given as ``babymerge train`` flags."""
+"""The training stage's settings (tokenizer, initial checkpoint, training run): pydantic models, written as YAML
+(``--config``) or given as flags of ``babymerge tokenizer``, ``init`` and ``train``. Light: no torch."""
 
 from __future__ import annotations
 
@@ -6,10 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from ..errors import BabymergeError
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -22,45 +20,48 @@ class TrainConfig(BaseModel):
     ``accelerate launch`` or ``torchrun`` without code changes.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
 
-    mode: Literal["text", "multimodal"]
+    mode: Literal["text", "multimodal"] = Field(description="text-only or multimodal run")
     init: Path = Field(description="initial checkpoint folder (babymerge init)")
     text: Path = Field(description="BabyLM-format folder of .train files, or one file")
     out: Path = Field(description="output folder: checkpoints/, trainer/, loss.jsonl, loss.png")
     captions: Path | None = Field(None, description="image-caption file (CSV image,caption or TSV image#k<TAB>caption)")
     features: Path | None = Field(None, description="feature file from `babymerge features`")
 
-    seed: int = 0
+    seed: int = Field(0, description="random seed")
     max_length: int = Field(256, ge=8, description="tokens per packed text block and the caption cut-off")
     text_max_words: int | None = Field(None, gt=0, description="use only this many words of text, spread over files")
     text_ratio: float | None = Field(
         0.5, gt=0, lt=1, description="multimodal: share of words from text-only blocks (paper 50M/50M); null: all"
     )
-    epochs: float = Field(10, gt=0)
+    epochs: float = Field(10, gt=0, description="training epochs")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     batch_size: int = Field(32, ge=1, description="rows per device per step")
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    learning_rate: float = Field(5e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup_steps: float = Field(0.01, ge=0, description="steps, or a fraction of all steps when below 1")
-    lr_scheduler_type: str = "cosine"
-    logging_steps: int = Field(10, ge=1)
+    lr_scheduler_type: str = Field("cosine", description="transformers learning-rate schedule")
+    logging_steps: int = Field(10, ge=1, description="log the loss every this many steps")
     save_steps: int = Field(500, ge=1, description="resumable Trainer checkpoint every this many steps")
-    save_total_limit: int | None = Field(2, ge=1)
+    save_total_limit: int | None = Field(2, ge=1, description="resumable Trainer checkpoints kept")
     milestone_unit: int = Field(
         1_000_000, ge=1, description="words per unit of the BabyLM milestones (1..10, 20..100, 200..1000 units)"
     )
     save_final: bool = Field(True, description="also write checkpoints/final when training ends")
     resume: bool = Field(True, description="continue from the last Trainer checkpoint in OUT/trainer when there is one")
     cache_dir: Path | None = Field(None, description="tokenisation cache (default ~/.cache/babymerge/tokens)")
-    progress: bool = True
+    device: str = Field("cpu", description="cpu, or cuda (every process its own GPU under torchrun / accelerate)")
+    progress: bool = Field(True, description="progress bars")
 
     lora: bool = Field(False, description="train a LoRA adapter instead of all weights")
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    lora_r: int = Field(8, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS), description="modules that get LoRA adapters"
+    )
     lora_modules_to_save: list[str] = Field(
         default_factory=lambda: ["multi_modal_projector"], description="modules trained in full beside the adapter"
     )
@@ -84,16 +85,37 @@ class TrainConfig(BaseModel):
         return Path(os.environ.get("BABYMERGE_CACHE", Path.home() / ".cache" / "babymerge")) / "tokens"
 
     def to_yaml(self) -> str:
+        import yaml
+
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        """Read a YAML config; ``overrides`` (e.g. command-line flags that were given) replace its fields."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise BabymergeError(f"{path}: cannot read the training config ({' '.join(str(error).split())})") from None
-        if not isinstance(data, dict):
-            raise BabymergeError(f"{path}: expected a mapping of training settings, got {type(data).__name__}")
-        return cls.model_validate({**data, **overrides})
+
+class TokenizerConfig(BaseModel):
+    """The byte-level BPE tokenizer trained on BabyLM-format text (``babymerge tokenizer``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
+
+    text: Path = Field(description="folder of BabyLM .train files (or one file)")
+    out: Path = Field(description="tokenizer folder to write")
+    vocab_size: int = Field(16000, description="vocabulary size (at least 300: 256 bytes + specials)")
+    num_image_tokens: int = Field(1, description="<image> tokens after <s>")
+    min_frequency: int = Field(2, description="least count of a pair to merge")
+    ratio_chars: int = Field(0, description="measure subwords per word on the first N characters (0: all)")
+    overwrite: bool = Field(False, description="replace an existing output folder")
+    progress: bool = Field(True, description="progress bars")
+
+
+Preset = Literal["paper", "small", "tiny"]  # the names of modeling.presets.PRESETS (--help imports no torch)
+
+
+class InitConfig(BaseModel):
+    """The shared seeded initial checkpoint both runs start from and merges use as base (``babymerge init``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: --help stays fast
+
+    tokenizer: Path = Field(description="tokenizer folder (from babymerge tokenizer)")
+    out: Path = Field(description="checkpoint folder to write")
+    preset: Preset = Field("paper", description="model size")
+    seed: int = Field(0, description="seed of the random initialisation")
+    features: Path | None = Field(None, description="feature file: black image, feature dim, image tokens, pooling")
+    overwrite: bool = Field(False, description="replace an existing output folder")

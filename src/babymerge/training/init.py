@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..errors import BabymergeError
 from ..io import atomic_dir
 from ..modeling import BabyLlavaForConditionalGeneration, make_config
+from .config import InitConfig
 from .tokenizer import IMAGE, set_image_template
 
 
@@ -57,3 +61,47 @@ def save_checkpoint(
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+def load_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """The tokenizer folder written by ``babymerge tokenizer``; it must know the ``<image>`` token."""
+    from transformers import AutoTokenizer
+
+    if not (Path(folder) / "tokenizer.json").is_file():
+        raise BabymergeError(f"{folder}: no tokenizer.json (make one with `babymerge tokenizer`)")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if IMAGE not in tokenizer.get_vocab():
+        raise BabymergeError(f"{folder}: the tokenizer has no {IMAGE} token")
+    return tokenizer
+
+
+def run_init(config: InitConfig) -> str:
+    """The init stage (``babymerge init``, the demo): a seeded model sized by the tokenizer and the feature file
+    (black image, feature dim, image tokens, pooling), saved with its tokenizer; returns the one-line summary.
+    A random-backbone feature file and a tokenizer template that the features overrule are noted on stderr."""
+    from ..features.model_fields import model_fields
+    from ..features.store import FeatureFile
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    fields = {}
+    if config.features:
+        features = FeatureFile.load(config.features)
+        fields = model_fields(features, config.features)
+        if features.meta.get("random_backbone") == "true":
+            print(f"warning: {config.features} comes from a random backbone (random_backbone=true)", file=sys.stderr)
+    model = init_model(tokenizer, config.preset, seed=config.seed, **fields)
+    template = tokenizer("", add_special_tokens=True)["input_ids"].count(model.config.image_token_index)
+    if template != model.config.num_image_tokens:
+        print(
+            f"note: {config.tokenizer} puts {template} <image> token(s) after <s>; the checkpoint's tokenizer is "
+            f"set to {model.config.num_image_tokens} to match the features",
+            file=sys.stderr,
+        )
+    save_checkpoint(model, tokenizer, config.out, overwrite=config.overwrite)
+    settings = model.config
+    black = f"from {config.features}" if config.features else "zeros (no --features)"
+    return (
+        f"wrote {config.out}: preset {config.preset}, seed {config.seed}, {model.num_parameters():,} parameters, "
+        f"{settings.num_image_tokens} image token(s) of {settings.vision_feature_dim} dims "
+        f"({settings.image_pooling}), black image {black}"
+    )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import zipfile
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
 from ..errors import BabymergeError
@@ -34,11 +34,11 @@ def load_init(init: Path):
     return model, AutoTokenizer.from_pretrained(init)
 
 
-def device_defaults() -> dict:
-    """Pinned memory only with CUDA; several processes without CUDA (torchrun on CPUs) need ``use_cpu``."""
-    cuda = torch.cuda.is_available()
-    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return {"dataloader_pin_memory": cuda, **({"use_cpu": True} if several and not cuda else {})}
+def device_defaults(device: str) -> dict:
+    """``device`` cpu: the Trainer's ``use_cpu`` (torchrun on CPUs too); otherwise its own choice, pinned memory."""
+    if device == "cpu":
+        return {"dataloader_pin_memory": False, "use_cpu": True}
+    return {"dataloader_pin_memory": torch.cuda.is_available()}
 
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
@@ -60,7 +60,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=not config.progress,
-        **{**device_defaults(), **config.trainer_args},
+        **{**device_defaults(config.device), **config.trainer_args},
     )
 
 
@@ -146,7 +146,8 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
     if config.resume and (out / "trainer").is_dir():
         resume = last_complete_checkpoint(out / "trainer")
     if resume is not None and (out / "train_config.yaml").is_file():
-        warn_on_changes(TrainConfig.from_yaml(out / "train_config.yaml"), config)
+        before = yaml.safe_load((out / "train_config.yaml").read_text(encoding="utf-8"))
+        warn_on_changes(TrainConfig.model_validate(before), config)
     if trainer.is_world_process_zero():
         with atomic_file(out / "train_config.yaml") as tmp:
             tmp.write_text(config.to_yaml())

@@ -10,6 +10,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from ..errors import BabymergeError
+from .config import TokenizerConfig
 
 PAD, BOS, EOS, IMAGE = "<pad>", "<s>", "</s>", "<image>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, IMAGE]
@@ -57,7 +58,12 @@ def set_image_template(tokenizer: PreTrainedTokenizerFast, num_image_tokens: int
 
 
 def train_tokenizer(
-    files: list[Path], vocab_size: int = 16000, *, num_image_tokens: int = 1, min_frequency: int = 2
+    files: list[Path],
+    vocab_size: int = 16000,
+    *,
+    num_image_tokens: int = 1,
+    min_frequency: int = 2,
+    progress: bool = True,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on the files; the special tokens take ids 0-3 (pad, bos, eos, image)."""
     core = Tokenizer(models.BPE())
@@ -68,7 +74,7 @@ def train_tokenizer(
         min_frequency=min_frequency,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
+        show_progress=progress,
     )
     core.train_from_iterator(iter_text(files), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
@@ -91,3 +97,34 @@ def subwords_per_word(tokenizer: PreTrainedTokenizerFast, files: list[Path], max
             if seen >= per_file:
                 break
     return tokens / max(words, 1)
+
+
+PAPER_RATIO = 1.36  # subwords per word the paper reports
+
+
+def run_tokenizer(config: TokenizerConfig) -> str:
+    """The tokenizer stage (``babymerge tokenizer``, the demo): check the sizes, train on ``config.text``, save
+    to ``config.out`` atomically; returns the one-line summary (vocabulary, subwords per word)."""
+    from ..io import atomic_dir
+
+    if config.vocab_size < 300:
+        raise BabymergeError(f"--vocab-size must be at least 300 (256 bytes + specials), got {config.vocab_size}")
+    if config.num_image_tokens < 1:
+        raise BabymergeError(f"--num-image-tokens must be at least 1, got {config.num_image_tokens}")
+    files = text_files(config.text)
+    tokenizer = train_tokenizer(
+        files,
+        config.vocab_size,
+        num_image_tokens=config.num_image_tokens,
+        min_frequency=config.min_frequency,
+        progress=config.progress,
+    )
+    budget = config.ratio_chars or sum(file.stat().st_size for file in files)
+    ratio = subwords_per_word(tokenizer, files, max_chars=budget)
+    with atomic_dir(config.out, overwrite=config.overwrite) as tmp:
+        tokenizer.save_pretrained(tmp)
+    measured = f"first {budget:,} characters" if config.ratio_chars else "all text"
+    return (
+        f"wrote {config.out}: vocabulary {len(tokenizer)} from {len(files)} files; "
+        f"{ratio:.2f} subwords per word on {measured} (paper: {PAPER_RATIO})"
+    )
