@@ -15,16 +15,13 @@ def run(args: argparse.Namespace) -> int:
     from ..features.backbone import default_device, load_backbone, random_dinov2
     from ..features.extract import extract_features
     from ..features.images import list_images
+    from ..features.store import RANDOM_BACKBONE_WARNING
 
     sources = list_images(args.images)
     if args.random_backbone:
         backbone = random_dinov2(args.seed)
         backbone.model.to(args.device or default_device())
-        print(
-            f"warning: features come from a RANDOMLY INITIALISED backbone ({backbone.name}), not "
-            f"{args.backbone}; they carry no visual meaning (recorded as random_backbone=true)",
-            file=sys.stderr,
-        )
+        print(f"warning: {backbone.name} instead of {args.backbone}: {RANDOM_BACKBONE_WARNING}", file=sys.stderr)
     else:
         backbone = load_backbone(args.backbone, args.device)
     result = extract_features(

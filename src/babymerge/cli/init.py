@@ -27,7 +27,7 @@ def load_tokenizer(folder: str):
 
 def run(args: argparse.Namespace) -> int:
     from ..features.model_fields import model_fields
-    from ..features.store import FeatureFile
+    from ..features.store import RANDOM_BACKBONE_WARNING, FeatureFile
     from ..training.init import init_model, save_checkpoint
 
     tokenizer = load_tokenizer(args.tokenizer)
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.features:
         features = FeatureFile.load(args.features)
         fields = model_fields(features, args.features)
-        if features.meta.get("random_backbone") == "true":
-            print(f"warning: {args.features} comes from a random backbone (random_backbone=true)", file=sys.stderr)
+        if features.random_backbone:
+            print(f"warning: {args.features}: {RANDOM_BACKBONE_WARNING}", file=sys.stderr)
     model = init_model(tokenizer, args.preset, seed=args.seed, **fields)
     template = tokenizer("", add_special_tokens=True)["input_ids"].count(model.config.image_token_index)
     if template != model.config.num_image_tokens:

@@ -167,7 +167,7 @@ class Sweep:
             return None
         from ..features.store import FeatureFile
 
-        return FeatureFile.load(self.config.features).meta.get("random_backbone") == "true"
+        return FeatureFile.load(self.config.features).random_backbone
 
     def state(self, folder: Path) -> dict[str, torch.Tensor]:
         """A checkpoint's tensors, checked like ``mergekit-yaml``'s inputs (readable, complete, finite)."""
