@@ -1,8 +1,9 @@
 """lm-eval results dicts (``simple_evaluate``/``evaluate`` output, or a saved ``results_*.json``), flattened.
 
 One policy for every reader: a metric is a ``metric,filter`` key of a task's (or group's) table whose value
-is a number (bools are not); ``alias``, ``sample_len`` and ``*_stderr`` keys are not metrics, and a metric's
-standard error is its ``metric_stderr,filter`` entry when that is a finite number.
+is a number (bools are not), other than a ``*_stderr`` one (``alias`` and ``sample_len`` have no filter, so
+they are not metrics); a metric's standard error is its ``metric_stderr,filter`` entry when that is a finite
+number.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-NOT_METRICS = ("alias", "sample_len")
-
 
 @dataclass(frozen=True)
 class Metric:
@@ -44,7 +42,7 @@ def metrics(results: dict[str, Any], sections: tuple[str, ...] = ("results",)) -
         if isinstance(values, dict):
             for key, value in values.items():
                 name, comma, filt = key.partition(",")
-                if not comma or name in NOT_METRICS or name.endswith("_stderr"):
+                if not comma or name.endswith("_stderr"):
                     continue
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     continue
