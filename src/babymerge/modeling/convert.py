@@ -125,7 +125,7 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
     The black image's features come from the feature file ``black_features``, else ``src/black_image.safetensors``,
     else zeros. Returns notes for the user (dropped vision tower, zero black features).
     """
-    config, text = reference_config(src)
+    config, text = read_reference_config(src)
     renamed, names, notes = babyllava_weights(src, text.get("tie_word_embeddings", config.get("tie_word_embeddings")))
     proj = renamed.get("model.multi_modal_projector.linear_1.weight")
     if proj is None:
@@ -145,7 +145,7 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
     return notes
 
 
-def reference_config(src: str) -> tuple[dict, dict]:
+def read_reference_config(src: str) -> tuple[dict, dict]:
     """The reference checkpoint's ``config.json`` and its llama ``text_config``, refused if of another kind."""
     config = read_json(f"{src}/config.json")
     if config.get("model_type") != "llava":
@@ -243,34 +243,50 @@ def to_reference(src: str, dst: str, vision_tower: str | None = None) -> list[st
 
     ``vision_tower``: a folder holding a DINOv2 (``config.json`` + safetensors) to attach as ``vision_tower.*``.
     """
-    notes: list[str] = []
     model_type = read_json(f"{src}/config.json").get("model_type")
     if model_type != "babyllava":
         raise BadValueError(f"{src}/config.json: model_type is {model_type!r}; expected 'babyllava'")
     config = AutoConfig.from_pretrained(src)
     weights = read_state(src)
     check_against(AutoModelForCausalLM.from_config(config), weights, src, {})
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in weights.items():
-        name = babyllava_to_reference_name(key)
-        if name is not None:
-            out[name] = tensor.contiguous()
-    if vision_tower:
-        vision = read_json(f"{vision_tower}/config.json")
-        if vision.get("hidden_size") != config.vision_feature_dim:
-            raise BadValueError(
-                f"{vision_tower}/config.json: hidden_size {vision.get('hidden_size')} does not match the model's "
-                f"vision_feature_dim {config.vision_feature_dim}"
-            )
-        tower = read_state(vision_tower)
-        for key, tensor in tower.items():
-            out["vision_tower." + key.removeprefix("vision_tower.")] = tensor.contiguous()
-        notes.append(f"attached the vision tower from {vision_tower} ({len(tower)} tensors)")
-    else:
-        vision = dinov2_config(config.vision_feature_dim)
-        notes.append("no --vision-tower: the checkpoint holds no vision_tower.* tensors (features are pre-extracted)")
+    out = {name: tensor.contiguous() for key, tensor in weights.items() if (name := babyllava_to_reference_name(key))}
+    vision, notes = attach_vision_tower(out, vision_tower, config.vision_feature_dim)
     if config.num_image_tokens != 1:
         notes.append(f"image_seq_length is {config.num_image_tokens}; the authors' code expects 1 pooled token")
+    llava_config(config, vision).save_pretrained(dst)
+    save_file(out, f"{dst}/model.safetensors", metadata={"format": "pt"})
+    black = weights[BLACK_KEY].float()
+    meta = {
+        "backbone": config.vision_backbone or "",
+        "pooling": config.image_pooling,
+        "grid_size": str(config.image_grid_size or ""),
+    }
+    FeatureFile([], black.new_zeros(0, *black.shape), black, meta).save(f"{dst}/{BLACK_FILE}")
+    notes.append(f"the black image's features are in {BLACK_FILE} beside the weights")
+    copy_files(src, dst, COPIED_FILES + ("generation_config.json",))
+    return notes
+
+
+def attach_vision_tower(out: dict[str, torch.Tensor], folder: str | None, width: int) -> tuple[dict, list[str]]:
+    """Add the DINOv2 in ``folder`` to ``out`` as ``vision_tower.*``; return its config (a same-width stand-in
+    when there is none) and a note for the user."""
+    if not folder:
+        note = "no --vision-tower: the checkpoint holds no vision_tower.* tensors (features are pre-extracted)"
+        return dinov2_config(width), [note]
+    vision = read_json(f"{folder}/config.json")
+    if vision.get("hidden_size") != width:
+        raise BadValueError(
+            f"{folder}/config.json: hidden_size {vision.get('hidden_size')} does not match the model's "
+            f"vision_feature_dim {width}"
+        )
+    tower = read_state(folder)
+    for key, tensor in tower.items():
+        out["vision_tower." + key.removeprefix("vision_tower.")] = tensor.contiguous()
+    return vision, [f"attached the vision tower from {folder} ({len(tower)} tensors)"]
+
+
+def llava_config(config: Any, vision: dict) -> LlavaConfig:
+    """The reference ``LlavaConfig`` of a babyllava config, with ``vision`` as its vision config."""
     reference = LlavaConfig(
         text_config=config.text_config.to_dict(),
         vision_config=vision,
@@ -283,15 +299,4 @@ def to_reference(src: str, dst: str, vision_tower: str | None = None) -> list[st
     )
     reference.architectures = ["LlavaForConditionalGeneration"]
     reference.dtype = config.dtype
-    reference.save_pretrained(dst)
-    save_file(out, f"{dst}/model.safetensors", metadata={"format": "pt"})
-    black = weights[BLACK_KEY].float()
-    meta = {
-        "backbone": config.vision_backbone or "",
-        "pooling": config.image_pooling,
-        "grid_size": str(config.image_grid_size or ""),
-    }
-    FeatureFile([], black.new_zeros(0, *black.shape), black, meta).save(f"{dst}/{BLACK_FILE}")
-    notes.append(f"the black image's features are in {BLACK_FILE} beside the weights")
-    copy_files(src, dst, COPIED_FILES + ("generation_config.json",))
-    return notes
+    return reference
