@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babymerge.cli import main
-from babymerge.features.store import FeatureFile
+from babymerge.features.store import RANDOM_BACKBONE_WARNING, FeatureFile
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_init_takes_everything_from_a_grid_feature_file(image_folder, tokenizer_
         ["init", "--tokenizer", str(tokenizer_dir), "--out", str(out), "--preset", "tiny", "--features", str(feats)]
     )
     assert code == 0
-    assert "random backbone" in capsys.readouterr().err
+    assert f"{feats}: {RANDOM_BACKBONE_WARNING}" in capsys.readouterr().err
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     config = model.config
     assert (config.image_pooling, config.image_grid_size, config.num_image_tokens) == ("grid", 2, 4)

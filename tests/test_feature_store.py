@@ -40,3 +40,18 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     assert (tmp_path / "f.safetensors").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "out" / "x").stat().st_mode & 0o777 == 0o644
+
+
+def test_image_found_by_id_else_by_file_stem():
+    ids = ["flickr/a.jpg", "a.png", "b.jpg"]
+    feats = FeatureFile(ids, torch.arange(3.0).view(3, 1, 1), torch.zeros(1, 1))
+    assert feats.row("a.png") == 1  # the exact id wins over another file's stem
+    assert feats.row("b") == 2 and feats.row("other/b.jpeg") == 2  # captions may name the file differently
+    assert feats.row("c.jpg") is None
+    assert torch.equal(feats.get("b"), feats.features[2])
+
+
+def test_random_backbone_flag_travels_with_the_file(tmp_path):
+    FeatureFile(["a"], torch.zeros(1, 1, 2), torch.zeros(1, 2), {"random_backbone": "true"}).save(tmp_path / "r")
+    FeatureFile(["a"], torch.zeros(1, 1, 2), torch.zeros(1, 2)).save(tmp_path / "p")
+    assert FeatureFile.load(tmp_path / "r").random_backbone and not FeatureFile.load(tmp_path / "p").random_backbone

@@ -14,7 +14,7 @@ from babymerge.errors import BabymergeError
 from babymerge.features.backbone import Backbone, load_backbone, random_dinov2
 from babymerge.features.extract import extract_features, image_features, partial_dir
 from babymerge.features.images import list_images
-from babymerge.features.store import FeatureFile
+from babymerge.features.store import RANDOM_BACKBONE_WARNING, FeatureFile
 
 
 def random_images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -192,7 +192,7 @@ def test_random_backbone_is_recorded_and_announced(tmp_path, capsys):
         image.save(folder / f"im{i}.png")
     out = tmp_path / "f.safetensors"
     assert main(["features", str(folder), "--out", str(out), "--random-backbone", "--pooling", "grid"]) == 0
-    assert "RANDOMLY INITIALISED backbone" in capsys.readouterr().err
+    assert RANDOM_BACKBONE_WARNING in capsys.readouterr().err
     feats = FeatureFile.load(out)
     assert feats.image_ids == ["im0.png", "im1.png", "im2.png"] and feats.features.shape == (3, 4, 32)
     assert feats.meta["random_backbone"] == "true" and feats.meta["grid_size"] == "2"

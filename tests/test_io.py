@@ -6,7 +6,10 @@ import fcntl
 import os
 import time
 
-from babymerge.io import atomic_file, remove_stale_partials
+import pytest
+
+from babymerge.errors import BabymergeError
+from babymerge.io import atomic_dir, atomic_file, remove_stale_partials
 
 
 def test_only_dead_writers_partials_are_removed(tmp_path):
@@ -29,3 +32,16 @@ def test_only_dead_writers_partials_are_removed(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [".b.x2.partial", ".c.x3.claiming", "out.txt", "visible.partial"]
     assert remove_stale_partials(tmp_path) == [live]  # its writer has gone now
+
+
+def test_an_output_that_appears_meanwhile_is_not_replaced(tmp_path):
+    out = tmp_path / "merged"
+    with pytest.raises(BabymergeError, match=f"^{out}: output folder appeared while it was written"):
+        with atomic_dir(out) as tmp:
+            (tmp / "weights").write_text("mine")
+            out.mkdir()  # another writer finished first
+            (out / "weights").write_text("theirs")
+    assert (out / "weights").read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
+    with pytest.raises(BabymergeError, match="output folder exists"):
+        with atomic_dir(out):
+            pass

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from babymerge.cli import main
-from babymerge.errors import BabymergeError
 from babymerge.features.store import FeatureFile
+from babymerge.formats.captions import read_captions
 from babymerge.training import TrainConfig, milestone_name, train
 from babymerge.training.data import (
     Collator,
@@ -23,7 +23,6 @@ from babymerge.training.data import (
     image_prefix,
     mix_by_words,
     pack,
-    read_captions,
     tokenize_text,
     words_per_token,
 )
@@ -175,18 +174,6 @@ def test_mix_by_words_keeps_the_ratio_and_the_seed():
     assert not torch.equal(keep_text, mix_by_words(text_words, caption_words, 0.5, seed=2)[0])
     keep_text, keep_caps = mix_by_words(text_words, caption_words, 0.95, seed=1)
     assert len(keep_text) == 1000 and abs(int(caption_words[keep_caps].sum()) - 50000 * 0.05 / 0.95) <= 15
-
-
-def test_captions_read_as_csv_and_as_flickr_token_file(setup, tmp_path):
-    pairs = read_captions(setup["captions"])
-    assert len(pairs) == 5000 and pairs[0][0].endswith(".jpg")
-    tsv = tmp_path / "tokens.txt"
-    tsv.write_text("".join(f"{image}#{k % 5}\t{caption}\n" for k, (image, caption) in enumerate(pairs[:10])))
-    assert read_captions(tsv) == pairs[:10]
-    bad = tmp_path / "bad.txt"
-    bad.write_text("no tabs here\n")
-    with pytest.raises(BabymergeError, match="bad.txt"):
-        read_captions(bad)
 
 
 class Interrupt(TrainerCallback):

@@ -71,15 +71,23 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def refuse_existing(path: str | os.PathLike) -> Path:
+    """``path``, refused when something is there already (checked before any work, and again at the end)."""
+    path = Path(path)
+    if path.exists():
+        raise BabymergeError(f"{path}: output folder exists; choose another path or remove it")
+    return path
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, create: bool = True) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``path`` only if the block finishes without an error.
 
     ``create=False`` yields a path that does not exist yet, for writers that insist on making the folder.
+    Without ``overwrite``, a ``path`` that appears meanwhile (another writer) is left alone and this result
+    is not published.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise BabymergeError(f"{path}: output folder exists; choose another path or remove it")
+    path = Path(path) if overwrite else refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(path.parent)
     claiming = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".claiming", dir=path.parent))
@@ -94,6 +102,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, create: bool
         for item in tmp.rglob("*"):
             _as_if_created(item, 0o777 if item.is_dir() else 0o666)
         if path.exists():
+            if not overwrite:
+                raise BabymergeError(f"{path}: output folder appeared while it was written; result left unpublished")
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:

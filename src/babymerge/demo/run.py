@@ -10,7 +10,6 @@ are then not meaningful, and every summary says so.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -22,6 +21,8 @@ from pydantic import BaseModel
 
 from ..config_file import load_config as load_config_file
 from ..errors import BabymergeError
+from ..features.store import RANDOM_BACKBONE_WARNING
+from ..formats.captions import caption_images, read_captions, write_captions
 from ..io import atomic_file
 from ..sweep.config import DEFAULT_METHODS
 from .config import DemoConfig
@@ -32,10 +33,7 @@ WORLD_TITLES = {
     "babylm_caption_matching_fast": "Caption matching (world)",
     "babylm_winoground": "Winoground-style (world)",
 }
-RANDOM_NOTE = (
-    "NOTE: image features come from a RANDOMLY INITIALISED vision backbone (no pretrained weights offline); "
-    "image-conditioned scores (caption matching, Winoground) measure the pipeline, not vision."
-)
+RANDOM_NOTE = f"NOTE: {RANDOM_BACKBONE_WARNING} (no pretrained weights offline)."
 
 
 def load_config(path: str | Path, **overrides: Any) -> DemoConfig:
@@ -100,16 +98,11 @@ def real_inputs(config: DemoConfig) -> Inputs:
     evaluation = split / "evaluation_data"
     held_out = evaluation / CAPTION_MATCHING / "captions.txt"
     if not held_out.is_file():
-        with open(captions_file, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))[1:]
-        names = list(dict.fromkeys(r[0] for r in rows))
+        rows = read_captions(captions_file)
+        names = caption_images(rows)
         test = set(names[-max(len(names) // 10, 2) :])
-        for path, keep in ((train_captions, lambda r: r[0] not in test), (held_out, lambda r: r[0] in test)):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(["image", "caption"])
-                writer.writerows(r[:2] for r in rows if keep(r))
+        write_captions(train_captions, [r for r in rows if r[0] not in test])
+        write_captions(held_out, [r for r in rows if r[0] in test])
     for group in sorted(p for p in config.data_dir.resolve().iterdir() if p.is_dir()):
         for entry in sorted(group.iterdir()):
             link = evaluation / group.name / entry.name
@@ -195,8 +188,7 @@ def milestone_unit(config: DemoConfig, inputs: Inputs, epochs: float) -> int:
     from ..training.tokenizer import text_files
 
     text_words = count_words(text_files(inputs.text), config.max_words)
-    with open(inputs.captions, newline="", encoding="utf-8") as handle:
-        caption_words = sum(len(row[1].split()) for row in list(csv.reader(handle))[1:] if len(row) > 1)
+    caption_words = sum(len(caption.split()) for _, caption in read_captions(inputs.captions))
     ratio = config.text_ratio
     multimodal = text_words + caption_words if ratio is None else min(text_words / ratio, caption_words / (1 - ratio))
     words = min(text_words, multimodal) * epochs

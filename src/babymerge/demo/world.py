@@ -17,7 +17,6 @@ so every stage reads it unchanged; ``evaluation_data/`` is a data directory for 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..formats.captions import write_captions
 from ..io import atomic_dir
 
 COLOURS = {
@@ -279,14 +279,6 @@ def minimal_pairs(rng: random.Random, count: int) -> dict[str, list[dict]]:
 
 def scenes(rng: random.Random, count: int) -> list[Scene]:
     return [random_scene(rng) for _ in range(count)]
-
-
-def write_captions(path: Path, rows: list[tuple[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["image", "caption"])
-        writer.writerows(rows)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -8,7 +8,6 @@ password-protected): zips are read in memory, nothing is extracted to disk.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import zipfile
@@ -150,27 +149,15 @@ def file_stem(file: str) -> str:
     return Path(file.rsplit(":", 1)[-1]).name.removesuffix(".jsonl")
 
 
-def read_captions(root: str | os.PathLike | None = None, path: str | os.PathLike | None = None) -> list[dict]:
-    """Rows ``{"image", "caption"}`` of a Flickr8k-format ``captions.txt`` (header ``image,caption``)."""
+def caption_file(root: str | os.PathLike | None = None, path: str | os.PathLike | None = None) -> Path:
+    """The caption-matching captions (``formats.captions``): ``path``, else ``captions.txt`` in the data dir."""
     file = Path(path) if path else data_dir(root) / SOURCES["caption_matching"].path / "captions.txt"
     if not file.is_file():
         raise BabymergeError(
             f"{file}: captions file not found for caption matching; looked in data dir {data_dir(root)} "
             f"(expected {SOURCES['caption_matching'].path}/captions.txt, Flickr8k format `image,caption`)"
         )
-    with open(file, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["image", "caption"]:
-            raise BabymergeError(f"{file}: first line must be the header `image,caption`, found {header}")
-        rows = []
-        for number, row in enumerate(reader, start=2):
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise BabymergeError(f"{file}: line {number} must be `image,caption`, found {row}")
-            rows.append({"image": row[0].strip(), "caption": ",".join(row[1:]).strip()})
-    if not rows:
-        raise BabymergeError(f"{file}: no captions")
-    return rows
+    return file
 
 
 def describe_sources(root: str | os.PathLike | None = None) -> list[dict[str, str]]:

@@ -11,7 +11,8 @@ from typing import Any
 import datasets
 
 from ..errors import BabymergeError
-from .data import file_stem, read_captions, read_records
+from ..formats.captions import read_captions
+from .data import caption_file, file_stem, read_records
 
 
 def _dataset(docs: list[dict[str, Any]], name: str) -> datasets.DatasetDict:
@@ -90,10 +91,9 @@ def caption_matching(
 ) -> datasets.DatasetDict:
     """Held-out caption matching: each image with its true caption against the same-numbered caption of the
     image half-way round the list (deterministic). ``per_image`` > 0 keeps that many captions per image."""
-    rows = read_captions(data_dir, captions)
     by_image: dict[str, list[str]] = {}
-    for row in rows:
-        by_image.setdefault(row["image"], []).append(row["caption"])
+    for image, caption in read_captions(caption_file(data_dir, captions)):
+        by_image.setdefault(image, []).append(caption)
     images = list(by_image)
     if len(images) < 2:
         raise BabymergeError("caption matching needs captions of at least 2 images")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,15 +96,13 @@ class BabyLlavaLM(HFLM):
                 f"expects (num_image_tokens, vision_feature_dim) = "
                 f"({config.num_image_tokens}, {config.vision_feature_dim})"
             )
-        stems = {Path(image_id).stem: row for row, image_id in enumerate(file.image_ids)}
-        self._rows = {**stems, **file.index}
         return file
 
     def image_row(self, image_id: str) -> int:
         """Row of ``image_id`` in the feature file (an id may omit the file extension)."""
         if self.features is None:
             raise BabymergeError(f"image {image_id!r} requested but no feature file given (model_args features=PATH)")
-        row = self._rows.get(image_id, self._rows.get(Path(image_id).stem))
+        row = self.features.row(image_id)
         if row is None:
             raise BabymergeError(
                 f"image {image_id!r} is not in the feature file ({len(self.features.image_ids)} images)"

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import BabymergeError
 from .data import DATA_ENV, data_dir
+from .results import metrics
 
 
 def tasks_dir() -> Path:
@@ -43,12 +44,10 @@ def evaluate(
     """
     from lm_eval import simple_evaluate
 
-    from .lm import BabyLlavaLM
     from .plugin import include_tasks
 
     include_tasks()
-
-    lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size)
+    lm = babyllava_lm(model, tokenizer, features=features, batch_size=batch_size)
     manager = task_manager(tasks, data_dir, include_defaults=include_defaults)
     simple_evaluate_kwargs.setdefault("bootstrap_iters", 0)
     return simple_evaluate(
@@ -59,6 +58,14 @@ def evaluate(
         log_samples=log_samples,
         **simple_evaluate_kwargs,
     )
+
+
+def babyllava_lm(model: Any, tokenizer: Any, *, features: Any = None, batch_size: int = 32) -> Any:
+    """lm-eval's ``babyllava`` LM around a loaded model (on the model's device), for ``evaluate`` and the sweep."""
+    from .lm import BabyLlavaLM
+
+    device = str(next(model.parameters()).device)
+    return BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size, device=device)
 
 
 def task_manager(
@@ -85,13 +92,7 @@ def _resolve_data_dir(explicit: str | os.PathLike | None) -> Path:
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """``{"task", "metric", "value"}`` per task and metric of an lm-eval results dict (stderr left out)."""
-    rows = []
-    for task, metrics in results.get("results", {}).items():
-        for key, value in metrics.items():
-            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
-                continue
-            rows.append({"task": task, "metric": key.split(",")[0], "value": float(value)})
-    return rows
+    return [{"task": m.task, "metric": m.name, "value": m.value} for m in metrics(results)]
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -173,18 +174,11 @@ def model_results(results: dict[str, Any]) -> dict[str, Any]:
     """What a model folder keeps of an lm-eval results dict: metrics per task (no stderr, no ``sample_len``),
     the document limit, task versions and the lm-eval version; no environment dump, no paths."""
     config = results.get("config") or {}
+    table: dict[str, dict[str, float]] = {task: {} for task in results.get("results", {})}
+    for metric in metrics(results):
+        table[metric.task][metric.key] = metric.value
     return {
-        "results": {
-            task: {
-                key: value
-                for key, value in metrics.items()
-                if "," in key
-                and "_stderr" not in key
-                and isinstance(value, (int, float))
-                and not isinstance(value, bool)
-            }
-            for task, metrics in results.get("results", {}).items()
-        },
+        "results": table,
         "limit": config.get("limit"),
         "versions": results.get("versions", {}),
         "lm_eval_version": results.get("lm_eval_version"),

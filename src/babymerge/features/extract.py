@@ -23,7 +23,7 @@ from .backbone import Backbone, patch_tokens
 from .config import FeaturesConfig
 from .images import ImageSource, black_image, load_rgb
 from .pooling import Pooling, pool_patches
-from .store import FeatureFile
+from .store import RANDOM_BACKBONE_WARNING, FeatureFile
 
 
 def partial_dir(out: str | os.PathLike) -> Path:
@@ -126,11 +126,7 @@ def run_features(config: FeaturesConfig) -> FeatureFile:
     if config.random_backbone:
         backbone = random_dinov2(config.seed)
         backbone.model.to(config.device)
-        print(
-            f"warning: features come from a RANDOMLY INITIALISED backbone ({backbone.name}), not "
-            f"{config.backbone}; they carry no visual meaning (recorded as random_backbone=true)",
-            file=sys.stderr,
-        )
+        print(f"warning: {backbone.name} instead of {config.backbone}: {RANDOM_BACKBONE_WARNING}", file=sys.stderr)
     else:
         backbone = load_backbone(config.backbone, config.device)
     return extract_features(

@@ -1,8 +1,7 @@
-"""Which images to extract: a folder of images, or a Flickr8k-style captions file (``image,caption``)."""
+"""Which images to extract: a folder of images, or the images a caption file names (``formats.captions``)."""
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -10,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import BabymergeError
+from ..formats.captions import caption_images, read_captions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -35,16 +35,7 @@ def images_in_captions(captions: Path) -> list[ImageSource]:
 
     Images are looked up in an ``images/`` folder beside the file, else beside the file itself.
     """
-    try:
-        with open(captions, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "image" not in reader.fieldnames:
-                raise BabymergeError(f"{captions}: expected a CSV header with an 'image' column (image,caption)")
-            names = list(dict.fromkeys(row["image"].strip() for row in reader if row.get("image")))
-    except UnicodeDecodeError:
-        raise BabymergeError(f"{captions}: not a UTF-8 captions file (expected CSV image,caption)") from None
-    if not names:
-        raise BabymergeError(f"{captions}: names no images")
+    names = caption_images(read_captions(captions))
     roots = [captions.parent / "images", captions.parent]
     sources = []
     for name in names:

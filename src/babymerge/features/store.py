@@ -6,6 +6,10 @@ Layout of ``features.safetensors``:
 - metadata ``image_ids`` (JSON list of ids, the file names as given), ``backbone``, ``layer``, ``pooling``
   (``mean``, ``grid`` or ``patches``), ``grid_size``, ``random_backbone`` (``"true"`` when the backbone
   was randomly initialised, so results must say so).
+
+``FeatureFile`` owns the two rules every reader shares: an image id is found as given, else by its file
+name without extension (``row``); a file from a random backbone says so in one wording
+(:data:`RANDOM_BACKBONE_WARNING`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import BabymergeError
 from ..io import atomic_file
+
+RANDOM_BACKBONE_WARNING = (
+    "image features from a RANDOMLY INITIALISED backbone (random_backbone=true): they carry no visual meaning, "
+    "so image-conditioned results measure the pipeline, not vision"
+)
 
 
 @dataclass
@@ -40,6 +49,16 @@ class FeatureFile:
                 f"black has shape {tuple(self.black.shape)}; expected {tuple(self.features.shape[1:])}"
             )
         self.index = {image_id: row for row, image_id in enumerate(self.image_ids)}
+        self._by_stem = {Path(image_id).stem: row for row, image_id in enumerate(self.image_ids)}
+
+    @property
+    def random_backbone(self) -> bool:
+        """Whether the features come from a randomly initialised backbone (metadata ``random_backbone``)."""
+        return self.meta.get("random_backbone") == "true"
+
+    def row(self, image_id: str) -> int | None:
+        """The row of an image: its id as given, else its file name without extension (``None`` if absent)."""
+        return self.index.get(image_id, self._by_stem.get(Path(image_id).stem))
 
     @property
     def num_image_tokens(self) -> int:
@@ -50,10 +69,11 @@ class FeatureFile:
         return self.features.shape[2]
 
     def get(self, image_id: str) -> torch.Tensor:
-        """``(num_image_tokens, feature_dim)`` features of one image, by id."""
-        if image_id not in self.index:
+        """``(num_image_tokens, feature_dim)`` features of one image, by id (see :meth:`row`)."""
+        row = self.row(image_id)
+        if row is None:
             raise BabymergeError(f"image {image_id!r} is not in the feature file ({len(self.image_ids)} images)")
-        return self.features[self.index[image_id]]
+        return self.features[row]
 
     def save(self, path: str | os.PathLike) -> None:
         meta = {**self.meta, "image_ids": json.dumps(self.image_ids)}

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import BabymergeError
+from ..evaluation.results import metrics
 
 RECIPE_FILE = "mergekit_config.yml"
 RESULTS_FILE = "eval_results.json"
@@ -115,14 +116,8 @@ def read_results(path: Path) -> dict[str, dict[str, float]]:
             f"--save-to-model` without --limit before publishing them"
         )
     out: dict[str, dict[str, float]] = {}
-    for task, metrics in table.items():
-        if not isinstance(metrics, dict):
-            continue
-        for key, value in metrics.items():
-            metric = key.split(",")[0]
-            if "," not in key or "stderr" in metric or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            out.setdefault(task, {})[metric] = float(value)
+    for metric in metrics(data):
+        out.setdefault(metric.task, {})[metric.name] = metric.value
     return out
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import struct
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -21,9 +20,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import click
 
 from ..errors import BabymergeError
-
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-MAX_HEADER_BYTES = 100_000_000
+from ..formats.checkpoint import TensorInfo, check_same_shapes, read_tensors, shapes
 
 
 class MergeInputError(BabymergeError, click.ClickException):
@@ -35,13 +32,6 @@ class MergeInputError(BabymergeError, click.ClickException):
 
     def __str__(self) -> str:
         return self.message
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    shape: tuple[int, ...]
-    dtype: str
-    file: Path
 
 
 @dataclass
@@ -57,34 +47,6 @@ class ModelInputs:
         return (self.config.get("architectures") or ["?"])[0]
 
 
-def read_safetensors_header(file: Path) -> dict[str, TensorInfo]:
-    """Tensor names, shapes and dtypes from a safetensors header; fails on unreadable or truncated files."""
-    try:
-        size = file.stat().st_size
-        with open(file, "rb") as handle:
-            raw = handle.read(8)
-            if len(raw) != 8:
-                raise MergeInputError(f"{file}: truncated safetensors file ({size} bytes, no header)")
-            (length,) = struct.unpack("<Q", raw)
-            if length > min(size - 8, MAX_HEADER_BYTES):
-                raise MergeInputError(f"{file}: truncated or unreadable safetensors file (header of {length} bytes)")
-            header = json.loads(handle.read(length))
-    except OSError as error:
-        raise MergeInputError(f"{file}: cannot read safetensors file ({error.strerror})") from error
-    except (ValueError, UnicodeDecodeError) as error:
-        raise MergeInputError(f"{file}: unreadable safetensors header ({error})") from error
-    header.pop("__metadata__", None)
-    end = 0
-    out: dict[str, TensorInfo] = {}
-    for name, entry in header.items():
-        begin, stop = entry["data_offsets"]
-        end = max(end, stop)
-        out[name] = TensorInfo(tuple(entry["shape"]), entry["dtype"], file)
-    if 8 + length + end != size:
-        raise MergeInputError(f"{file}: truncated safetensors file ({size} bytes; header describes {8 + length + end})")
-    return out
-
-
 def read_model(path: str | Path) -> ModelInputs:
     """Config and tensor table of a local checkpoint folder (sharded or not)."""
     path = Path(path)
@@ -95,17 +57,17 @@ def read_model(path: str | Path) -> ModelInputs:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError) as error:
         raise MergeInputError(f"{config_file}: cannot read config ({error})") from error
-    index = path / SAFETENSORS_INDEX
-    if index.exists():
-        files = sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
-    else:
-        files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise MergeInputError(f"{path}: no safetensors weights")
-    model = ModelInputs(path, config)
-    for file in files:
-        model.tensors.update(read_safetensors_header(file))
-    return model
+    return ModelInputs(path, config, merge_input(read_tensors, path))
+
+
+def merge_input(read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)`` with a bad-input error raised as :class:`MergeInputError` (one line in mergekit-yaml)."""
+    try:
+        return read(*args)
+    except MergeInputError:
+        raise
+    except BabymergeError as error:
+        raise MergeInputError(str(error)) from None
 
 
 def covered_names(arch: Any, config: Any) -> dict[str, str]:
@@ -140,16 +102,10 @@ def check_coverage(model: ModelInputs, covered: dict[str, str], arch_name: str) 
 
 
 def check_shapes(models: list[ModelInputs]) -> None:
+    """Every model holds the first one's tensor names and shapes (``formats.checkpoint.check_same_shapes``)."""
     first = models[0]
     for model in models[1:]:
-        for name in sorted(set(first.tensors) ^ set(model.tensors)):
-            owner, other = (first, model) if name in first.tensors else (model, first)
-            raise MergeInputError(f"{other.path}: tensor {name} is missing (present in {owner.path})")
-        for name, info in model.tensors.items():
-            if info.shape != first.tensors[name].shape:
-                raise MergeInputError(
-                    f"{model.path}: tensor {name} has shape {info.shape}; {first.path} has {first.tensors[name].shape}"
-                )
+        merge_input(check_same_shapes, shapes(first.tensors), shapes(model.tensors), model.path, first.path)
 
 
 def all_finite(tensor: Any) -> bool:
@@ -180,25 +136,12 @@ def check_tensors_reach_output(
     inputs: Iterable[str | Path], output: str | Path, covered: dict[str, str] | None = None
 ) -> None:
     """The guard: every tensor of every input folder is present in the merged folder (by output name)."""
-    written = set(read_model_tensors(Path(output)))
+    written = set(merge_input(read_tensors, output))
     for path in inputs:
-        for name in sorted(read_model_tensors(Path(path))):
+        for name in sorted(merge_input(read_tensors, path)):
             target = (covered or {}).get(name, name)
             if target not in written and name not in written:
                 raise MergeInputError(f"{path}: tensor {name} did not reach the merged output {output}")
-
-
-def read_model_tensors(path: Path) -> dict[str, TensorInfo]:
-    index = path / SAFETENSORS_INDEX
-    files = (
-        sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
-        if index.exists()
-        else sorted(path.glob("*.safetensors"))
-    )
-    out: dict[str, TensorInfo] = {}
-    for file in files:
-        out.update(read_safetensors_header(file))
-    return out
 
 
 def check_recipe(merge_config: Any, module_names: Iterable[str]) -> None:

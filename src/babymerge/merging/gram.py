@@ -134,10 +134,11 @@ def gram_file(
         sources.append((lines, None))
     if captions is not None:
         from ..features.store import FeatureFile
-        from ..training.data import join_features, read_captions
+        from ..formats.captions import read_captions
+        from ..training.data import join_features
 
         feature_file = FeatureFile.load(features)
-        pairs = read_captions(Path(captions))[:max_samples]
+        pairs = read_captions(captions)[:max_samples]
         texts, idx = join_features(pairs, feature_file, Path(captions))
         sources.append((texts, feature_file.features[idx]))
     if not sources:

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_dir
+from ..errors import BabymergeError
+from ..io import atomic_dir, refuse_existing
 from .checks import (
     MergeInputError,
     ModelInputs,
@@ -31,6 +32,7 @@ from .checks import (
     check_shapes,
     check_tensors_reach_output,
     covered_names,
+    merge_input,
     read_model,
 )
 from .plugin import architecture_names
@@ -190,14 +192,6 @@ def check_complete_folder(out: Path, donor: Path, options: Any, tagalong: list[s
             raise MergeInputError(f"{out}: merged folder lacks {name} (present in {donor})")
 
 
-def refuse_existing(out_path: str) -> Path:
-    """The output folder, refused before any work when it exists (``io.atomic_dir`` checks again at the end)."""
-    out = Path(out_path)
-    if out.exists():
-        raise MergeInputError(f"{out}: output folder exists; choose another path or remove it")
-    return out
-
-
 def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_source: str | None = None) -> None:
     """mergekit's ``run_merge`` with babymerge's checks, guard and atomic output (same signature)."""
     from importlib import import_module
@@ -209,7 +203,7 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
         return run_cross_layout_merge(original, merge_config, out_path, options, config_source)
     if not is_babymerge_merge(merge_config):
         return original(merge_config, out_path, options, config_source=config_source)
-    out = refuse_existing(out_path)
+    out = merge_input(refuse_existing, out_path)
     if config_source is not None:  # mergekit-yaml passes the recipe text: its unknown keys were dropped
         import yaml
 
@@ -225,10 +219,12 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
                 original(merge_config, str(target), options, config_source=config_source)
             check_tensors_reach_output([m.path for m in models], target, covered)
             check_complete_folder(target, models[0].path, options, tagalong)
-            if out.exists():
-                raise MergeInputError(f"{out}: output folder appeared during the merge; result left unpublished")
+    except MergeInputError:
+        raise
+    except BabymergeError as error:  # from io.atomic_dir: an output that appeared meanwhile
+        raise MergeInputError(str(error)) from None
     except Exception as error:
-        if isinstance(error, MergeInputError) or not disk_full(error):
+        if not disk_full(error):
             raise
         raise MergeInputError(f"{out}: no space left on device while writing the merge; nothing was kept") from error
     return None

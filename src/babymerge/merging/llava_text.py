@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .checks import MergeInputError, ModelInputs, check_recipe, covered_names, read_model, read_model_tensors
+from ..formats.checkpoint import read_tensors
+from .checks import MergeInputError, ModelInputs, check_recipe, covered_names, merge_input, read_model
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 
@@ -315,7 +316,7 @@ def check_covered(plan: CrossLayoutPlan, options: Any) -> None:
 def check_output(plan: CrossLayoutPlan, out: Path) -> None:
     """The guard: every tensor of the output model, and every other input's language-model tensor, was merged."""
     output = plan.output
-    written = set(read_model_tensors(out))
+    written = set(merge_input(read_tensors, out))
     for name in sorted(set(output.inputs.tensors) - written):
         kind = "language-model" if name in output.lm.values() else "vision/projector"
         raise MergeInputError(f"{output.path}: {kind} tensor {name} did not reach the merged output {out}")
@@ -377,10 +378,10 @@ def run_cross_layout_merge(
     original: Any, merge_config: Any, out_path: str, options: Any, config_source: str | None = None
 ) -> None:
     """Check the pair, merge with mergekit into a hidden folder, run the guard, rename into place."""
-    from ..io import atomic_dir
-    from .guarded import check_complete_folder, finite_inputs, local_paths_stay_local, refuse_existing
+    from ..io import atomic_dir, refuse_existing
+    from .guarded import check_complete_folder, finite_inputs, local_paths_stay_local
 
-    out = refuse_existing(out_path)
+    out = merge_input(refuse_existing, out_path)
     plan = plan_cross_layout(merge_config, options)
     check_recipe(merge_config, plan.arch.modules)
     check_covered(plan, options)

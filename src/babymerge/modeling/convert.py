@@ -4,25 +4,28 @@ Reference layout (``model_type`` llava): ``language_model.model.*``, ``language_
 ``multi_modal_projector.linear_{1,2}.*`` and optionally ``vision_tower.*`` (the frozen DINOv2), with a
 ``LlavaConfig`` (llama text config, dinov2 vision config, ``image_seq_length`` = image tokens). transformers 5's
 own Llava names (``model.language_model.*``, ``model.multi_modal_projector.*``, ``model.vision_tower.*``) are
-read as well. Weights are read and written with safetensors directly, so nothing is re-initialised: every shared
-tensor is copied bit for bit. The reference layout has no place for the black image's features, so they travel
-beside it as ``black_image.safetensors`` (feature-file layout with no images).
+read as well. Weights are read as checkpoint folders (``formats.checkpoint``) and written with safetensors
+directly, so nothing is re-initialised: every shared tensor is copied bit for bit. The reference layout has no
+place for the black image's features, so they travel beside it as ``black_image.safetensors`` (a
+``FeatureFile`` with no images).
 
-Imports json, torch, safetensors and transformers (the ``babyllava`` model type must be registered, which
-importing ``babymerge.modeling`` does). Functions raise ``BadValueError`` (a ``ValueError``) with one line naming
-the tensor or file.
+The ``babyllava`` model type must be registered, which importing ``babymerge.modeling`` does. Functions raise
+``BabymergeError`` (``BadValueError``, a ``ValueError`` too, for the conversion's own checks) with one line
+naming the tensor or file.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM, Dinov2Config, LlavaConfig
 
 from ..errors import BadValueError
+from ..features.store import FeatureFile
+from ..formats.checkpoint import check_same_shapes, read_state, shapes
 
 BLACK_FILE = "black_image.safetensors"
 BLACK_KEY = "model.black_image_features"
@@ -71,27 +74,6 @@ def read_json(path: str) -> dict:
         raise BadValueError(f"{path}: not valid JSON ({error})") from None
 
 
-def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as error:
-        raise BadValueError(f"{path}: not a readable safetensors file ({' '.join(str(error).split())})") from None
-
-
-def read_weights(folder: str) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint folder (``model.safetensors`` or a sharded index), as stored."""
-    single = f"{folder}/model.safetensors"
-    if _exists(single):
-        return _read_safetensors(single)
-    index = f"{folder}/model.safetensors.index.json"
-    if not _exists(index):
-        raise BadValueError(f"{folder}: no model.safetensors or model.safetensors.index.json")
-    tensors: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(read_json(index)["weight_map"].values())):
-        tensors.update(_read_safetensors(f"{folder}/{shard}"))
-    return tensors
-
-
 def reference_to_babyllava_name(key: str) -> str | None:
     """The babyllava name of a reference tensor; None for the vision tower; ValueError for anything else."""
     if key.startswith(VISION_PREFIXES):
@@ -116,18 +98,7 @@ def babyllava_to_reference_name(key: str) -> str | None:
 
 def check_against(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str, names: dict[str, str]) -> None:
     """Every tensor the model expects is present with its shape, and nothing else; ``names`` maps back for errors."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    for key, tensor in tensors.items():
-        if key not in expected:
-            raise BadValueError(f"{source}: unexpected tensor {names.get(key, key)!r} for this config")
-        if tuple(tensor.shape) != expected[key]:
-            raise BadValueError(
-                f"{source}: tensor {names.get(key, key)!r} has shape {tuple(tensor.shape)}; "
-                f"expected {expected[key]} from the config"
-            )
-    missing = sorted(set(expected) - set(tensors))
-    if missing:
-        raise BadValueError(f"{source}: missing tensor {missing[0]!r} ({len(missing)} missing)")
+    check_same_shapes(shapes(model.state_dict()), shapes(tensors), source, "the config", names=names)
 
 
 def _image_token_id(folder: str) -> int | None:
@@ -154,7 +125,28 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
     The black image's features come from the feature file ``black_features``, else ``src/black_image.safetensors``,
     else zeros. Returns notes for the user (dropped vision tower, zero black features).
     """
-    notes: list[str] = []
+    config, text = read_reference_config(src)
+    renamed, names, notes = babyllava_weights(src, text.get("tie_word_embeddings", config.get("tie_word_embeddings")))
+    proj = renamed.get("model.multi_modal_projector.linear_1.weight")
+    if proj is None:
+        raise BadValueError(f"{src}: missing tensor 'multi_modal_projector.linear_1.weight'")
+    tokens = int(config.get("image_seq_length") or 1)
+    black_path = black_features or (f"{src}/{BLACK_FILE}" if _exists(f"{src}/{BLACK_FILE}") else None)
+    black, black_meta, note = black_image_features(black_path, tokens, int(proj.shape[1]))
+    notes.append(note)
+    renamed[BLACK_KEY] = black.to(proj.dtype)
+    baby = babyllava_config(config, text, int(proj.shape[1]), tokens, black_meta)
+    _check_tokenizer(src, baby.image_token_index)
+    model = AutoModelForCausalLM.from_config(baby)
+    check_against(model, renamed, src, names)
+    model.load_state_dict(renamed, strict=True, assign=True)
+    model.save_pretrained(dst)
+    copy_files(src, dst)
+    return notes
+
+
+def read_reference_config(src: str) -> tuple[dict, dict]:
+    """The reference checkpoint's ``config.json`` and its llama ``text_config``, refused if of another kind."""
     config = read_json(f"{src}/config.json")
     if config.get("model_type") != "llava":
         raise BadValueError(f"{src}/config.json: model_type is {config.get('model_type')!r}; expected 'llava'")
@@ -162,11 +154,17 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
     if text.get("model_type", "llama") != "llama":
         found = text.get("model_type")
         raise BadValueError(f"{src}/config.json: text_config.model_type is {found!r}; expected 'llama'")
-    weights = read_weights(src)
+    return config, text
+
+
+def babyllava_weights(src: str, tied: bool | None) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
+    """The reference tensors under babyllava names (vision tower dropped, a tied head made explicit), the map
+    back to the reference names, and notes for the user."""
     renamed: dict[str, torch.Tensor] = {}
     names: dict[str, str] = {}
+    notes: list[str] = []
     dropped = 0
-    for key, tensor in weights.items():
+    for key, tensor in read_state(src).items():
         new = reference_to_babyllava_name(key)
         if new is None:
             dropped += 1
@@ -176,39 +174,38 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
             renamed[new], names[new] = tensor, key
     if dropped:
         notes.append(f"dropped the vision tower ({dropped} tensors): babyllava takes pre-extracted features")
-    if "lm_head.weight" not in renamed and text.get("tie_word_embeddings", config.get("tie_word_embeddings")):
+    if "lm_head.weight" not in renamed and tied:
         renamed["lm_head.weight"] = renamed["model.language_model.embed_tokens.weight"].clone()
         notes.append("lm_head.weight copied from the tied input embeddings")
-    proj = renamed.get("model.multi_modal_projector.linear_1.weight")
-    if proj is None:
-        raise BadValueError(f"{src}: missing tensor 'multi_modal_projector.linear_1.weight'")
-    black_path = black_features or (f"{src}/{BLACK_FILE}" if _exists(f"{src}/{BLACK_FILE}") else None)
-    black_meta: dict[str, str] = {}
-    tokens = int(config.get("image_seq_length") or 1)
-    if black_path:
-        black = _read_safetensors(black_path).get("black")
-        if black is None:
-            raise BadValueError(f"{black_path}: no 'black' tensor (expected a feature file)")
-        with safe_open(black_path, "pt") as handle:
-            black_meta = dict(handle.metadata() or {})
-        black = black.reshape(-1, black.shape[-1])
-        if tuple(black.shape) != (tokens, proj.shape[1]):
-            raise BadValueError(
-                f"{black_path}: black has shape {tuple(black.shape)}; expected ({tokens}, {proj.shape[1]}) "
-                "(image_seq_length, projector input)"
-            )
-        notes.append(f"black image features from {black_path}")
-    else:
-        black = torch.zeros(tokens, proj.shape[1], dtype=proj.dtype)
-        notes.append("warning: no --black-features given: the black image's features are ZEROS")
-    renamed[BLACK_KEY] = black.to(proj.dtype)
+    return renamed, names, notes
+
+
+def black_image_features(path: str | None, tokens: int, width: int) -> tuple[torch.Tensor, dict[str, str], str]:
+    """The black image's ``(tokens, width)`` features from the feature file ``path`` with its metadata, else
+    zeros; and a note for the user."""
+    if not path:
+        note = "warning: no --black-features given: the black image's features are ZEROS"
+        return torch.zeros(tokens, width), {}, note
+    file = FeatureFile.load(path)
+    black = file.black.reshape(-1, file.black.shape[-1])
+    if tuple(black.shape) != (tokens, width):
+        raise BadValueError(
+            f"{path}: black has shape {tuple(black.shape)}; expected ({tokens}, {width}) "
+            "(image_seq_length, projector input)"
+        )
+    return black, file.meta, f"black image features from {path}"
+
+
+def babyllava_config(config: dict, text: dict, width: int, tokens: int, black_meta: dict[str, str]) -> Any:
+    """The babyllava config of a reference config: its text model, projector and image token, and the vision
+    side (pooling, grid, backbone) from the black image's feature-file metadata where known."""
     pooling = black_meta.get("pooling") or ("mean" if tokens == 1 else "patches")
     grid = black_meta.get("grid_size", "")
     vision = config.get("vision_config") or {}
-    baby = AutoConfig.for_model(
+    return AutoConfig.for_model(
         "babyllava",
         text_config=text,
-        vision_feature_dim=int(proj.shape[1]),
+        vision_feature_dim=width,
         projector_hidden_act=config.get("projector_hidden_act", "gelu"),
         image_token_index=int(config.get("image_token_index", 32000)),
         num_image_tokens=tokens,
@@ -220,13 +217,6 @@ def to_babyllava(src: str, dst: str, black_features: str | None = None) -> list[
         pad_token_id=text.get("pad_token_id"),
         tie_word_embeddings=False,
     )
-    _check_tokenizer(src, baby.image_token_index)
-    model = AutoModelForCausalLM.from_config(baby)
-    check_against(model, renamed, src, names)
-    model.load_state_dict(renamed, strict=True, assign=True)
-    model.save_pretrained(dst)
-    copy_files(src, dst)
-    return notes
 
 
 def _check_tokenizer(folder: str, image_token_index: int) -> None:
@@ -253,34 +243,50 @@ def to_reference(src: str, dst: str, vision_tower: str | None = None) -> list[st
 
     ``vision_tower``: a folder holding a DINOv2 (``config.json`` + safetensors) to attach as ``vision_tower.*``.
     """
-    notes: list[str] = []
     model_type = read_json(f"{src}/config.json").get("model_type")
     if model_type != "babyllava":
         raise BadValueError(f"{src}/config.json: model_type is {model_type!r}; expected 'babyllava'")
     config = AutoConfig.from_pretrained(src)
-    weights = read_weights(src)
+    weights = read_state(src)
     check_against(AutoModelForCausalLM.from_config(config), weights, src, {})
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in weights.items():
-        name = babyllava_to_reference_name(key)
-        if name is not None:
-            out[name] = tensor.contiguous()
-    if vision_tower:
-        vision = read_json(f"{vision_tower}/config.json")
-        if vision.get("hidden_size") != config.vision_feature_dim:
-            raise BadValueError(
-                f"{vision_tower}/config.json: hidden_size {vision.get('hidden_size')} does not match the model's "
-                f"vision_feature_dim {config.vision_feature_dim}"
-            )
-        tower = read_weights(vision_tower)
-        for key, tensor in tower.items():
-            out["vision_tower." + key.removeprefix("vision_tower.")] = tensor.contiguous()
-        notes.append(f"attached the vision tower from {vision_tower} ({len(tower)} tensors)")
-    else:
-        vision = dinov2_config(config.vision_feature_dim)
-        notes.append("no --vision-tower: the checkpoint holds no vision_tower.* tensors (features are pre-extracted)")
+    out = {name: tensor.contiguous() for key, tensor in weights.items() if (name := babyllava_to_reference_name(key))}
+    vision, notes = attach_vision_tower(out, vision_tower, config.vision_feature_dim)
     if config.num_image_tokens != 1:
         notes.append(f"image_seq_length is {config.num_image_tokens}; the authors' code expects 1 pooled token")
+    llava_config(config, vision).save_pretrained(dst)
+    save_file(out, f"{dst}/model.safetensors", metadata={"format": "pt"})
+    black = weights[BLACK_KEY].float()
+    meta = {
+        "backbone": config.vision_backbone or "",
+        "pooling": config.image_pooling,
+        "grid_size": str(config.image_grid_size or ""),
+    }
+    FeatureFile([], black.new_zeros(0, *black.shape), black, meta).save(f"{dst}/{BLACK_FILE}")
+    notes.append(f"the black image's features are in {BLACK_FILE} beside the weights")
+    copy_files(src, dst, COPIED_FILES + ("generation_config.json",))
+    return notes
+
+
+def attach_vision_tower(out: dict[str, torch.Tensor], folder: str | None, width: int) -> tuple[dict, list[str]]:
+    """Add the DINOv2 in ``folder`` to ``out`` as ``vision_tower.*``; return its config (a same-width stand-in
+    when there is none) and a note for the user."""
+    if not folder:
+        note = "no --vision-tower: the checkpoint holds no vision_tower.* tensors (features are pre-extracted)"
+        return dinov2_config(width), [note]
+    vision = read_json(f"{folder}/config.json")
+    if vision.get("hidden_size") != width:
+        raise BadValueError(
+            f"{folder}/config.json: hidden_size {vision.get('hidden_size')} does not match the model's "
+            f"vision_feature_dim {width}"
+        )
+    tower = read_state(folder)
+    for key, tensor in tower.items():
+        out["vision_tower." + key.removeprefix("vision_tower.")] = tensor.contiguous()
+    return vision, [f"attached the vision tower from {folder} ({len(tower)} tensors)"]
+
+
+def llava_config(config: Any, vision: dict) -> LlavaConfig:
+    """The reference ``LlavaConfig`` of a babyllava config, with ``vision`` as its vision config."""
     reference = LlavaConfig(
         text_config=config.text_config.to_dict(),
         vision_config=vision,
@@ -293,16 +299,4 @@ def to_reference(src: str, dst: str, vision_tower: str | None = None) -> list[st
     )
     reference.architectures = ["LlavaForConditionalGeneration"]
     reference.dtype = config.dtype
-    reference.save_pretrained(dst)
-    save_file(out, f"{dst}/model.safetensors", metadata={"format": "pt"})
-    black = weights[BLACK_KEY].float().contiguous()
-    meta = {
-        "image_ids": "[]",
-        "backbone": config.vision_backbone or "",
-        "pooling": config.image_pooling,
-        "grid_size": str(config.image_grid_size or ""),
-    }
-    save_file({"features": black.new_zeros(0, *black.shape), "black": black}, f"{dst}/{BLACK_FILE}", metadata=meta)
-    notes.append(f"the black image's features are in {BLACK_FILE} beside the weights")
-    copy_files(src, dst, COPIED_FILES + ("generation_config.json",))
-    return notes
+    return reference

@@ -3,12 +3,13 @@ for every merge point, so a point costs a merge, a ``load_state_dict`` and the f
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 from lm_eval.api.model import LM
 from lm_eval.evaluator import evaluate as lm_eval_evaluate
+
+from ..evaluation.results import metrics
 
 
 def build_requests_once(task: Any) -> None:
@@ -71,26 +72,16 @@ class TaskScorer:
 
 
 def metric_rows(results: dict[str, Any], task: str) -> list[dict[str, Any]]:
-    """Flatten lm-eval's results: the requested task's own metrics, and each subtask's as ``task/subtask``."""
-    rows = []
-    sections = {**results.get("results", {}), **results.get("groups", {})}
-    for name, metrics in sections.items():
-        label = task if name == task else f"{task}/{name}"
-        for key, value in metrics.items():
-            metric, _, filt = key.partition(",")
-            if key == "alias" or "_stderr" in metric or not isinstance(value, (int, float)) or metric == "sample_len":
-                continue
-            stderr = metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
-            metric = metric if filt in ("", "none") else f"{metric},{filt}"
-            rows.append(
-                {
-                    "task": label,
-                    "metric": metric,
-                    "value": float(value),
-                    "stderr": float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
-                }
-            )
-    return rows
+    """The requested task's own metrics, and each subtask's as ``task/subtask`` (``evaluation.results``)."""
+    return [
+        {
+            "task": task if m.task == task else f"{task}/{m.task}",
+            "metric": m.label,
+            "value": m.value,
+            "stderr": m.stderr,
+        }
+        for m in metrics(results, ("results", "groups"))
+    ]
 
 
 def babyllava_scorer(
@@ -109,10 +100,8 @@ def babyllava_scorer(
     """
     from lm_eval.tasks import get_task_dict
 
-    from ..evaluation.lm import BabyLlavaLM
-    from ..evaluation.run import task_manager
+    from ..evaluation.run import babyllava_lm, task_manager
 
-    device = str(next(model.parameters()).device)
-    lm = BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size, device=device)
+    lm = babyllava_lm(model, tokenizer, features=features, batch_size=batch_size)
     manager = task_manager(tasks, data_dir)  # lm-eval's own tasks indexed only when one is asked for
     return TaskScorer(lm, {task: get_task_dict([task], manager) for task in tasks}, limit=limit)

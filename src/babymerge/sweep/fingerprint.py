@@ -36,10 +36,11 @@ def files_fingerprint(root: Path, files: Iterable[Path]) -> str:
 
 
 def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
-    """The weights of a checkpoint folder: every ``*.safetensors`` shard's name and content (names of shards
-    are kept so that a re-sharded copy reads as different, which is safe)."""
-    folder = Path(folder)
-    return files_fingerprint(folder, folder.glob("*.safetensors"))
+    """The weights of a checkpoint folder (``formats.checkpoint.weight_files``): every shard's name and content
+    (names of shards are kept so that a re-sharded copy reads as different, which is safe)."""
+    from ..formats.checkpoint import weight_files
+
+    return files_fingerprint(Path(folder), weight_files(folder))
 
 
 def data_fingerprint(path: str | os.PathLike | None) -> str | None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file
 
 from ..errors import BabymergeError
+from ..formats.checkpoint import check_same_shapes, shapes
 from ..merging.checks import ModelInputs, check_finite, check_same_architecture, check_shapes, read_model
 
 TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
@@ -180,12 +181,4 @@ def check_same_states(states: dict[str, dict[str, torch.Tensor]], folders: dict[
     """Loaded states (a text LM's already under the multimodal names) hold the same tensor names and shapes."""
     (ref_role, ref), *rest = states.items()
     for role, state in rest:
-        for name in sorted(set(ref) | set(state)):
-            if name not in state or name not in ref:
-                where = folders[role] if name not in state else folders[ref_role]
-                raise BabymergeError(f"{where}: tensor {name!r} is missing (the models must share one architecture)")
-            if ref[name].shape != state[name].shape:
-                raise BabymergeError(
-                    f"{folders[role]}: tensor {name!r} has shape {tuple(state[name].shape)}; "
-                    f"expected {tuple(ref[name].shape)} as in {folders[ref_role]}"
-                )
+        check_same_shapes(shapes(ref), shapes(state), folders[role], folders[ref_role])

@@ -119,7 +119,7 @@ class Sweep:
             return None
         from ..features.store import FeatureFile
 
-        return FeatureFile.load(self.config.features).meta.get("random_backbone") == "true"
+        return FeatureFile.load(self.config.features).random_backbone
 
     # -- weights --------------------------------------------------------------------------------------------
     def state(self, folder: Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BabymergeError
+from ..features.store import RANDOM_BACKBONE_WARNING
 from ..io import atomic_dir
 from ..merging.llava_text import is_text_lm_folder
 from .grid import pair_id
@@ -17,8 +18,6 @@ from .merge import MergeSpec
 from .report import markdown_table, point_rows, primary_metric, write_report
 from .run import Sweep, SweepConfig
 from .store import LEGACY, PointKey
-
-RANDOM_BACKBONE_NOTE = "image features from a RANDOMLY INITIALISED vision backbone: image results are not meaningful"
 
 
 @dataclass
@@ -50,7 +49,7 @@ def sweep_and_report(
     if int(os.environ.get("RANK", 0)) != 0:
         return SweepOutcome(sweep.store.records(), "", [], "")
     records = wait_for_points(sweep)
-    note = RANDOM_BACKBONE_NOTE if sweep.random_backbone else ""
+    note = RANDOM_BACKBONE_WARNING if sweep.random_backbone else ""
     files = write_report(records, out_dir, note=note)
     if materialize:
         files += materialize_merges(sweep, records, materialize, out_dir / "merged")
@@ -95,7 +94,9 @@ def write_scored_weights(folder: Path, state: dict[str, Any]) -> None:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    for shard in sorted(folder.glob("*.safetensors")):
+    from ..formats.checkpoint import weight_files
+
+    for shard in weight_files(folder):
         with safe_open(str(shard), framework="pt") as handle:
             names, metadata = list(handle.keys()), handle.metadata()
         save_file({name: state[name].contiguous() for name in names}, str(shard), metadata=metadata)
@@ -151,5 +152,5 @@ def card_scores(sweep: Sweep, records: list[dict[str, Any]], pair: tuple, spec: 
     if spec.randomised:
         lines += ["", f"Weights: the merge that was scored (seed {spec.seed}, drawn in babymerge's in-memory order)."]
     if sweep.random_backbone:
-        lines += ["", f"Note: {RANDOM_BACKBONE_NOTE}."]
+        lines += ["", f"Note: {RANDOM_BACKBONE_WARNING}."]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,6 @@ run can count words seen (the BabyLM milestones count words, not tokens).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..errors import BabymergeError
 from ..features.store import FeatureFile
+from ..formats.captions import read_captions
 from ..io import atomic_file
 from .tokenizer import IMAGE, iter_text
 
@@ -162,42 +162,11 @@ def pack(stream: TokenStream, prefix: list[int], max_length: int) -> tuple[torch
     return torch.cat([head, text], dim=1), words
 
 
-def read_captions(path: Path) -> list[tuple[str, str]]:
-    """``(image id, caption)`` pairs from a CSV with ``image`` and ``caption`` columns (Flickr8k as on Kaggle)
-    or a tab-separated file of ``image#k<TAB>caption`` lines (the original Flickr8k token file)."""
-    if not path.is_file():
-        raise BabymergeError(f"{path}: captions file not found")
-    with open(path, encoding="utf-8", newline="") as handle:
-        first = handle.readline()
-        handle.seek(0)
-        if "\t" not in first and "caption" in first.lower():
-            reader = csv.DictReader(handle)
-            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-            image_col = columns.get("image") or columns.get("image_id")
-            if image_col is None or "caption" not in columns:
-                raise BabymergeError(f"{path}: CSV header must name 'image' and 'caption' columns, got {first.strip()}")
-            pairs = [(row[image_col].strip(), row[columns["caption"]].strip()) for row in reader]
-        else:
-            pairs = []
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                if "\t" not in line:
-                    raise BabymergeError(f"{path}:{number}: expected 'image#k<TAB>caption' or a CSV with a header")
-                key, caption = line.rstrip("\n").split("\t", 1)
-                pairs.append((key.split("#")[0].strip(), caption.strip()))
-    pairs = [(image, caption) for image, caption in pairs if caption]
-    if not pairs:
-        raise BabymergeError(f"{path}: no captions found")
-    return pairs
-
-
 def join_features(pairs: list[tuple[str, str]], features: FeatureFile, source: Path) -> tuple[list[str], list[int]]:
     """Captions and feature rows joined by image id (exact, else file name without extension)."""
-    by_stem = {Path(image_id).stem: row for row, image_id in enumerate(features.image_ids)}
     captions, rows, missing = [], [], set()
     for image_id, caption in pairs:
-        row = features.index.get(image_id, by_stem.get(Path(image_id).stem))
+        row = features.row(image_id)
         if row is None:
             missing.add(image_id)
             continue
@@ -380,7 +349,6 @@ __all__ = [
     "build_dataset",
     "mix_by_words",
     "pack",
-    "read_captions",
     "tokenize_text",
     "words_per_token",
 ]

@@ -80,15 +80,15 @@ def run_init(config: InitConfig) -> str:
     (black image, feature dim, image tokens, pooling), saved with its tokenizer; returns the one-line summary.
     A random-backbone feature file and a tokenizer template that the features overrule are noted on stderr."""
     from ..features.model_fields import model_fields
-    from ..features.store import FeatureFile
+    from ..features.store import RANDOM_BACKBONE_WARNING, FeatureFile
 
     tokenizer = load_tokenizer(config.tokenizer)
     fields = {}
     if config.features:
         features = FeatureFile.load(config.features)
         fields = model_fields(features, config.features)
-        if features.meta.get("random_backbone") == "true":
-            print(f"warning: {config.features} comes from a random backbone (random_backbone=true)", file=sys.stderr)
+        if features.random_backbone:
+            print(f"warning: {config.features}: {RANDOM_BACKBONE_WARNING}", file=sys.stderr)
     model = init_model(tokenizer, config.preset, seed=config.seed, **fields)
     template = tokenizer("", add_special_tokens=True)["input_ids"].count(model.config.image_token_index)
     if template != model.config.num_image_tokens:

@@ -80,14 +80,17 @@ def incomplete(checkpoint: Path) -> str | None:
 
     The Trainer writes the weights, then the optimizer, scheduler and RNG states, then ``trainer_state.json``.
     """
-    from ..merging.checks import read_safetensors_header
+    from ..formats.checkpoint import read_safetensors_header, weight_files
 
     state = checkpoint / "trainer_state.json"
     try:
         int(json.loads(state.read_text())["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return f"{state.name} missing or truncated"
-    weights = sorted(checkpoint.glob("*.safetensors"))
+    try:
+        weights = weight_files(checkpoint)
+    except BabymergeError:
+        return "shard index unreadable"
     if not weights:
         return "no weights"
     for file in weights:
