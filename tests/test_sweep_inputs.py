@@ -178,3 +178,28 @@ def test_seeded_dare_ties_repeats_and_materializes_the_scored_merge(models, tmp_
     written = load_state(folder)
     assert set(written) == set(scored) and all(torch.equal(written[k], scored[k]) for k in scored)
     assert "seed 7" in (folder / "README.md").read_text()
+
+
+def test_feature_file_fingerprint_is_its_content_not_its_byte_order(tmp_path):
+    """Two extractions of one feature set differ byte-wise (safetensors writes metadata in hash-map order);
+    the sweep's key must not, or every re-extraction recomputes the whole store."""
+    from babymerge.sweep.fingerprint import features_fingerprint
+
+    tensors = {"features": torch.arange(6.0).reshape(3, 1, 2), "black": torch.zeros(1, 2)}
+    meta = {f"key{i}": str(i) for i in range(8)}
+    first, second, other = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "c.safetensors"
+    save_file(tensors, first, metadata=meta)
+    header = first.read_bytes()
+    length = struct.unpack("<Q", header[:8])[0]
+    parsed = json.loads(header[8 : 8 + length])
+    reordered = {k: parsed[k] for k in reversed(list(parsed))}
+    reordered["__metadata__"] = dict(reversed(list(parsed["__metadata__"].items())))
+    text = json.dumps(reordered, separators=(",", ":")).encode()
+    assert len(text) <= length
+    text += b" " * (length - len(text))  # same header size, so the data offsets still hold
+    second.write_bytes(header[:8] + text + header[8 + length :])
+    assert first.read_bytes() != second.read_bytes()
+    assert features_fingerprint(first) == features_fingerprint(second)
+    save_file({**tensors, "features": tensors["features"] + 1}, other, metadata=meta)
+    assert features_fingerprint(other) != features_fingerprint(first)
+    assert features_fingerprint(tmp_path / "none.safetensors") == "missing"

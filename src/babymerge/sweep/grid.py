@@ -8,7 +8,7 @@ from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 from .checkpoints import Checkpoint
-from .fingerprint import checkpoint_fingerprint, data_fingerprint, digest, files_fingerprint
+from .fingerprint import checkpoint_fingerprint, data_fingerprint, digest, features_fingerprint, files_fingerprint
 from .merge import MergeSpec
 from .store import PointKey, pair_name, shard
 
@@ -47,7 +47,7 @@ class Keys:
             "limit": c.limit,
             "data": data_fingerprint(data_dir(c.data_dir)),
             "tasks": files_fingerprint(tasks, definitions),
-            "features": data_fingerprint(c.features),
+            "features": features_fingerprint(c.features),
         }
 
     def point_inputs(self, pair: Pair, spec: MergeSpec) -> dict[str, Any]:
