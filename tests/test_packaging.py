@@ -138,3 +138,24 @@ def test_babymerge_eval_indexes_only_babymerge_tasks():
         manager = TaskManager()
     assert set(manager.all_tasks) == babymerge_task_names()
     assert {"babylm_text_fast", "babylm_blimp_fast"} <= set(manager.all_tasks)
+
+
+def test_plain_lm_eval_indexes_only_what_it_needs():
+    """``lm_eval run`` builds its TaskManager in ``EvaluatorConfig.process_tasks``: asked for babymerge's tasks
+    only, it indexes babymerge's folder alone (most of plain lm_eval's start-up otherwise); any other task or an
+    ``--include_path`` keeps lm-eval's full index."""
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    from babymerge.evaluation.plugin import babymerge_task_names, index_requested_only
+
+    index_requested_only()
+    ours = EvaluatorConfig(tasks="babylm_blimp_fast,babylm_ewok_fast")
+    assert set(ours.process_tasks({}).all_tasks) == babymerge_task_names()
+    assert ours.tasks == ["babylm_blimp_fast", "babylm_ewok_fast"]
+
+    mixed = EvaluatorConfig(tasks=["babylm_blimp_fast", "arc_easy"])
+    everything = set(mixed.process_tasks({}).all_tasks)
+    assert {"arc_easy", "hellaswag"} <= everything and babymerge_task_names() <= everything
+    assert mixed.tasks == ["babylm_blimp_fast", "arc_easy"]
+    included = EvaluatorConfig(tasks="babylm_blimp_fast", include_path=str(REPO / "evaluation_tasks"))
+    assert "hellaswag" in included.process_tasks({}).all_tasks

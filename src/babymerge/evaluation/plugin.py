@@ -2,8 +2,9 @@
 
 lm-eval 0.4.13 has no plugin discovery. The start-up hook (``merging/_autoload.py``) calls these functions as
 soon as the matching lm-eval module has loaded, so plain ``lm_eval --model babyllava --tasks babylm_...`` and
-``lm_eval ls tasks`` know babymerge; code that runs without the hook can call them itself. Both are idempotent
-and import nothing heavy (the model class is a lazy registry entry).
+``lm_eval ls tasks`` know babymerge; code that runs without the hook can call them itself. All are idempotent
+and import nothing heavy (the model class is a lazy registry entry). A ``lm_eval run`` that asks for babymerge's
+tasks only indexes babymerge's folder alone (:func:`index_requested_only`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,32 @@ def include_tasks() -> None:
 
     __init__._babymerge = True
     manager.TaskManager.__init__ = __init__
+
+
+def index_requested_only() -> None:
+    """Make ``lm_eval run`` index babymerge's task folder alone when every requested task is babymerge's.
+
+    lm-eval's CLI builds its ``TaskManager`` in ``EvaluatorConfig.process_tasks``; indexing its ~10k built-in
+    task configs is most of a plain ``lm_eval`` start-up. Runs that name any other task, a pattern, a file, or
+    ``--include_path`` index everything as before.
+    """
+    from lm_eval.config.evaluate_config import EvaluatorConfig
+
+    original = EvaluatorConfig.process_tasks
+    if getattr(original, "_babymerge", False):
+        return
+
+    @functools.wraps(original)
+    def process_tasks(self, metadata=None):
+        tasks = [self.tasks] if isinstance(self.tasks, str) else list(self.tasks or [])
+        ours = tasks and all(isinstance(task, str) for task in tasks) and self.include_path is None
+        if ours and only_babymerge_tasks(name for task in tasks for name in task.split(",")):
+            with babymerge_tasks_only():
+                return original(self, metadata)
+        return original(self, metadata)
+
+    process_tasks._babymerge = True
+    EvaluatorConfig.process_tasks = process_tasks
 
 
 @contextlib.contextmanager

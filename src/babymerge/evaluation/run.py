@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -136,10 +135,11 @@ def run_cli(
     from lm_eval.__main__ import cli_evaluate
 
     from ..io import atomic_file
-    from .plugin import babymerge_tasks_only, include_tasks, only_babymerge_tasks, register_model
+    from .plugin import include_tasks, index_requested_only, register_model
 
     register_model()
     include_tasks()
+    index_requested_only()
     root = _resolve_data_dir(data_dir)
     model_args = f"pretrained={model_dir}" + (f",features={features}" if features else "")
     argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", tasks]
@@ -148,12 +148,9 @@ def run_cli(
     argv += ["--limit", str(limit)] if limit else []
     argv += list(extra or [])
     os.environ.setdefault(DATA_ENV, str(root))
-    requested = {name.strip() for name in tasks.split(",") if name.strip()}
-    only_ours = only_babymerge_tasks(requested) and "--include_path" not in argv
     saved, sys.argv = sys.argv, argv
     try:
-        with babymerge_tasks_only() if only_ours else contextlib.nullcontext():
-            cli_evaluate()
+        cli_evaluate()
     finally:
         sys.argv = saved
     results_file = latest_results_file(output_path)

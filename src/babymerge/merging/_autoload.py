@@ -4,7 +4,8 @@ This file is executed at every interpreter start, so it imports nothing beyond `
 only installs a finder that watches a few mergekit and lm-eval modules. When one of them finishes loading, the
 matching babymerge registration runs: for mergekit the architectures, the RegMean method, the guarded
 ``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy
-registry entry) and babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own tasks).
+registry entry), babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own tasks) and, for
+an ``lm_eval run`` of babymerge's tasks only, an index of babymerge's folder alone.
 Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to disable it.
 """
 
@@ -21,6 +22,7 @@ _ACTIONS = {
     "mergekit.scripts.run_yaml": _MERGEKIT + "install_recipe_errors",
     "lm_eval.models": "babymerge.evaluation.plugin:register_model",
     "lm_eval.tasks.manager": "babymerge.evaluation.plugin:include_tasks",
+    "lm_eval.config.evaluate_config": "babymerge.evaluation.plugin:index_requested_only",
 }
 
 
