@@ -204,9 +204,12 @@ def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
         targets = [" " + record["Target1"], " " + record["Target2"]]
         expected = [reference_logprob(model, tokenizer, record["Context1"], t) for t in targets]
         assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
+    scored = []
+    lm.loglikelihood = lambda requests, **kwargs: scored.append(len(requests)) or [(0.0, True)] * len(requests)
     for task in ("babylm_blimp_fast", "babylm_wug_adj"):
         with pytest.raises(ModelTypeError, match=r"need `--model babyllava`"):
             simple_evaluate(model=lm, tasks=[task], task_manager=manager, samples={task: [0]}, bootstrap_iters=0)
+    assert scored == []  # stopped before scoring anything, not after
 
 
 def test_identical_blimp_pairs_count_as_correct(layout, shared_data, tokenizer):

@@ -38,6 +38,13 @@ WRONG_MODEL_TYPE = (
 )
 
 
+def needs_babyllava(process_results):
+    """Marks a ``process_results`` that only ``babyllava``'s answers satisfy; lm-eval is stopped before scoring
+    when another model type is given such a task (``plugin.refuse_other_model_types``)."""
+    process_results.needs_babyllava = True
+    return process_results
+
+
 def _lls(results: Sequence[tuple[float, bool]]) -> list[float]:
     return [float(r[0]) for r in results]
 
@@ -59,6 +66,7 @@ def pair_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> 
     return {"acc": (doc["uid"], first_wins(_lls(results)))}
 
 
+@needs_babyllava
 def sentence_pair_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """BLiMP, supplement (whole sentences, empty context): ``(uid, correct)``; ``babyllava`` answers only."""
     return {"acc": (doc["uid"], first_wins(_babylm_lls(results)))}
@@ -84,6 +92,7 @@ def entity_tracking_accuracy(items: Sequence[tuple[str, int, float]]) -> float:
     return float(np.mean([np.mean([np.mean(v) for v in ops.values()]) for ops in cells.values()]))
 
 
+@needs_babyllava
 def wug_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Probability of the first sentence after a softmax over the two, paired with the human ratio.
 
@@ -104,6 +113,7 @@ def spearman(items: Sequence[tuple[float, float]]) -> float:
     return float(spearmanr(model, human).statistic)
 
 
+@needs_babyllava
 def winoground_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Unpaired accuracy (BabyLM's Winoground score) and the items the classic scores pair up."""
     lls = _babylm_lls(results)
@@ -143,6 +153,7 @@ def group_score(items: Sequence[tuple[int, str, float, float]]) -> float:
     return float(np.mean([t and i for t, i in paired])) if paired else float("nan")
 
 
+@needs_babyllava
 def choice_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Caption matching: correct when the true caption (index 0) scores at least as high."""
     return {"acc": first_wins(_babylm_lls(results))}

@@ -98,6 +98,41 @@ def index_requested_only() -> None:
     EvaluatorConfig.process_tasks = process_tasks
 
 
+def refuse_other_model_types() -> None:
+    """Make lm-eval stop before it scores anything when a model type other than ``babyllava`` is given a task
+    that only ``babyllava`` scores as BabyLM does (one line, exit status 1). The same check after scoring
+    (``metrics.needs_babyllava``) stays for code that does not go through ``lm_eval.evaluator.evaluate``."""
+    from lm_eval import evaluator
+
+    original = evaluator.evaluate
+    if getattr(original, "_babymerge", False):
+        return
+
+    @functools.wraps(original)
+    def evaluate(*args, **kwargs):
+        lm = kwargs.get("lm", args[0] if args else None)
+        task_dict = kwargs.get("task_dict", args[1] if len(args) > 1 else {})
+        inner = getattr(lm, "lm", lm)  # lm-eval's CachingLM wraps the model
+        if not type(inner).__module__.startswith("babymerge.") and any(_needs_babyllava(task_dict)):
+            from .metrics import WRONG_MODEL_TYPE, ModelTypeError
+
+            raise ModelTypeError(WRONG_MODEL_TYPE)
+        return original(*args, **kwargs)
+
+    evaluate._babymerge = True
+    evaluator.evaluate = evaluate
+
+
+def _needs_babyllava(node) -> Iterator[bool]:
+    """For every task in a (nested) lm-eval task dict: whether its results need ``babyllava``'s answers."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _needs_babyllava(value)
+    else:
+        process = getattr(getattr(node, "config", None), "process_results", None)
+        yield bool(getattr(process, "needs_babyllava", False))
+
+
 @contextlib.contextmanager
 def babymerge_tasks_only() -> Iterator[None]:
     """TaskManagers made inside skip lm-eval's ~10k built-in task configs (used when only ours are asked for)."""

@@ -5,7 +5,8 @@ only installs a finder that watches a few mergekit and lm-eval modules. When one
 matching babymerge registration runs: for mergekit the architectures, the RegMean method, the guarded
 ``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy
 registry entry), babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own tasks) and, for
-an ``lm_eval run`` of babymerge's tasks only, an index of babymerge's folder alone.
+an ``lm_eval run`` of babymerge's tasks only, an index of babymerge's folder alone, and a stop before scoring
+when another model type is given a task that needs ``babyllava``.
 Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to disable it.
 """
 
@@ -23,6 +24,7 @@ _ACTIONS = {
     "lm_eval.models": "babymerge.evaluation.plugin:register_model",
     "lm_eval.tasks.manager": "babymerge.evaluation.plugin:include_tasks",
     "lm_eval.config.evaluate_config": "babymerge.evaluation.plugin:index_requested_only",
+    "lm_eval.evaluator": "babymerge.evaluation.plugin:refuse_other_model_types",
 }
 
 
