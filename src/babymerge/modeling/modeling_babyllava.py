@@ -81,6 +81,7 @@ class BabyLlavaModel(BabyLlavaPreTrainedModel):
         weight = self.multi_modal_projector.linear_1.weight
         return self.multi_modal_projector(feats.to(device=weight.device, dtype=weight.dtype))
 
+    # Same inputs as BabyLlavaForConditionalGeneration.forward, as in transformers' Llava pair (deliberate).
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
