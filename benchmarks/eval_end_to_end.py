@@ -29,11 +29,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-LAYOUT = {  # BabyLM evaluation_data layout -> ../shared/data (symlinks, nothing copied)
-    "fast_eval/blimp_fast": "blimp/babylm_blimp_fast",
-    "fast_eval/ewok_fast.zip": "ewok/ewok_fast_babylm2025.zip",
-    "full_eval/wug_adj_nominalization": "wug/wug_adj_nominalization",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import babylm_layout  # noqa: E402  (the one map of ../shared/data onto evaluation_data)
+
 TASKS = ["babylm_wug_adj", "babylm_ewok_fast", "babylm_blimp_fast"]
 MARK = "Running loglikelihood requests"
 LOOP = "scoring loop alone (BabyLlavaLM.loglikelihood)"
@@ -96,9 +94,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="babymerge-e2e-"))
     layout = work / "evaluation_data"
-    for rel, target in LAYOUT.items():
-        (layout / rel).parent.mkdir(parents=True, exist_ok=True)
-        (layout / rel).symlink_to(SHARED / target)
+    babylm_layout(layout, SHARED)
     tokenizer = train_tokenizer([Path(args.text)], vocab_size=16000)
     checkpoint = work / "checkpoint"
     save_checkpoint(init_model(tokenizer, args.preset, seed=0), tokenizer, checkpoint)

@@ -10,27 +10,14 @@ The shared data is adapted to BabyLM's ``evaluation_data`` layout with symlinks 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from babymerge.demo.run import load_config, run_demo
 
 HERE = Path(__file__).resolve().parent
-LAYOUT = {  # BabyLM evaluation_data path -> path in the shared data
-    "fast_eval/blimp_fast": "blimp/babylm_blimp_fast",
-    "fast_eval/supplement_fast": "blimp_supplement/supplement_fast",
-    "fast_eval/ewok_fast.zip": "ewok/ewok_fast_babylm2025.zip",
-    "fast_eval/entity_tracking_fast": "entity_tracking/fast",
-    "full_eval/wug_adj_nominalization": "wug/wug_adj_nominalization",
-}
-
-
-def babylm_layout(root: Path, shared: Path) -> Path:
-    for rel, target in LAYOUT.items():
-        link = root / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            link.symlink_to((shared / target).resolve())
-    return root
+sys.path.insert(0, str(HERE.parent / "tests"))
+from helpers import babylm_layout  # noqa: E402  (the one map of ../shared/data onto evaluation_data)
 
 
 def main() -> None:

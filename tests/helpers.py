@@ -283,11 +283,13 @@ LAYOUT = {
 
 
 def babylm_layout(root: Path, shared: Path) -> Path:
-    """A BabyLM ``evaluation_data`` folder made of symlinks into the shared data (nothing copied)."""
+    """A BabyLM ``evaluation_data`` folder made of symlinks into the shared data (nothing copied; links already
+    there are kept, so a benchmark can be rerun on its folder). Tests and benchmarks share it."""
     for rel, target in LAYOUT.items():
         link = root / rel
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(shared / target)
+        if not link.is_symlink():
+            link.symlink_to(shared / target)
     return root
 
 

@@ -24,7 +24,7 @@ from ..errors import BabymergeError
 from ..features.store import RANDOM_BACKBONE_WARNING
 from ..formats.captions import caption_images, read_captions, write_captions
 from ..io import atomic_file
-from ..sweep.config import DEFAULT_METHODS
+from ..sweep.config import DEFAULT_METHODS, SweepConfig
 from .config import DemoConfig
 from .world import QUICK, WorldSize, generate_world
 
@@ -228,13 +228,48 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
     return runs["text"], runs["multimodal"]
 
 
+def sweep_configs(
+    config: DemoConfig, inputs: Inputs, runs: tuple[Path, Path], init: Path, features: Path
+) -> tuple[SweepConfig, SweepConfig]:
+    """The demo's two sweeps: the selected (or final) pair over methods and alphas, then checkpoint by checkpoint."""
+    text_run, multimodal_run = runs
+    alphas = config.alphas or ([0.0, 0.5, 1.0] if config.quick else None)
+    methods = ["linear", "ties"] if config.quick and config.methods == DEFAULT_METHODS else config.methods
+    common: dict[str, Any] = {
+        "text": text_run,
+        "multimodal": multimodal_run,
+        "base": init,
+        "store": config.out / "sweep" / "results.jsonl",
+        "data_dir": inputs.evaluation_data,
+        "features": features,
+        "select_multimodal_by": inputs.select_multimodal_by,
+        "device": config.device,
+        "limit": 24 if config.quick else None,
+    }
+    best = SweepConfig(
+        **common,
+        methods=methods,
+        tasks=inputs.tasks,
+        pairing=[config.pairing],
+        **({"alphas": alphas} if alphas else {}),
+    )
+    along = SweepConfig(
+        **common,
+        methods=["linear"],
+        tasks=inputs.tasks,
+        pairing=["aligned"],
+        alphas=config.aligned_alphas or ([0.0, 1.0] if config.quick else [0.0, 0.5, 1.0]),
+    )
+    return best, along
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run (or resume) the demo; returns the sweep outcome's table and files."""
     import torch
 
     from ..sweep.equal_words import markdown as equal_words_markdown
     from ..sweep.report import markdown_table, write_report
-    from ..sweep.run import Sweep, SweepConfig, pair_id
+    from ..sweep.run import Sweep, pair_id
     from ..sweep.store import ResultStore
 
     start = time.perf_counter()
@@ -257,41 +292,15 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     init = timed("init", make_init, config, tokenizer, features)
     text_run, multimodal_run = timed("training", train_both, config, inputs, init, features)
 
-    alphas = config.alphas or ([0.0, 0.5, 1.0] if config.quick else None)
-    methods = ["linear", "ties"] if config.quick and config.methods == DEFAULT_METHODS else config.methods
-    sweep_dir = config.out / "sweep"
-    common: dict[str, Any] = {
-        "text": text_run,
-        "multimodal": multimodal_run,
-        "base": init,
-        "store": sweep_dir / "results.jsonl",
-        "data_dir": inputs.evaluation_data,
-        "features": features,
-        "select_multimodal_by": inputs.select_multimodal_by,
-        "device": config.device,
-        "limit": 24 if config.quick else None,
-    }
-    best = SweepConfig(
-        **common,
-        methods=methods,
-        tasks=inputs.tasks,
-        pairing=[config.pairing],
-        **({"alphas": alphas} if alphas else {}),
-    )
+    best, along = sweep_configs(config, inputs, (text_run, multimodal_run), init, features)
     log(f"sweep 1: the {config.pairing} pair x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
     sweep = Sweep(best, progress=config.progress)
     best_pair = timed("selection", lambda: sweep.pairs()[0])
     timed("sweep_best_pair", sweep.run)
-    along = SweepConfig(
-        **common,
-        methods=["linear"],
-        tasks=inputs.tasks,
-        pairing=["aligned"],
-        alphas=config.aligned_alphas or ([0.0, 1.0] if config.quick else [0.0, 0.5, 1.0]),
-    )
     log("sweep 2: checkpoint by checkpoint along training (linear)")
     timed("sweep_aligned", Sweep(along, progress=config.progress, share_from=sweep).run)
 
+    sweep_dir = config.out / "sweep"
     records = ResultStore(best.store).records()
     note = RANDOM_NOTE if sweep.random_backbone else ""
     titles = WORLD_TITLES if inputs.synthetic else None
