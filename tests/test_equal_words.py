@@ -52,3 +52,22 @@ def test_equal_word_table_matches_each_checkpoint_scored_alone(make_checkpoint, 
     table = files[0].read_text()
     for row in rows:
         assert f"{row['text_only']:.2f} / {row['multimodal_score']:.2f}" in table
+
+
+def test_words_axis_labels_the_checkpoints_word_counts():
+    """Milestones between two powers of ten (0.5M-2.5M) get their own tick labels, not just "1M"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from babymerge.sweep.report import words_axis
+
+    figure, axis = plt.subplots()
+    words = [500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 2_520_000]
+    axis.plot(words, range(len(words)))
+    words_axis(axis, words)
+    figure.canvas.draw()
+    labels = [t.get_text() for t in axis.get_xticklabels() if t.get_text()]
+    plt.close(figure)
+    assert labels == ["500k", "1M", "1.5M", "2M", "2.5M"]  # 2.52M is too close to 2.5M to get its own label

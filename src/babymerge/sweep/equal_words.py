@@ -125,7 +125,7 @@ def plot(tasks: list[str], rows: list[dict[str, Any]], path: Path, titles: dict[
         chance = chance_level(task)
         if chance is not None:
             axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
-        words_axis(axis)
+        words_axis(axis, words)
         axis.set_title(title(task, titles), fontsize=10)
         axis.set_xlabel("words seen")
         axis.set_ylabel(f"{mine[0]['metric']} x100")

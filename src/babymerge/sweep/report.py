@@ -108,11 +108,20 @@ def pair_label(row: dict[str, Any]) -> str:
     return f"text-only {words_label(text)} / multimodal {words_label(multimodal)} words"
 
 
-def words_axis(axis) -> None:
-    """A log axis of words seen, its ticks written as 150k, 1.6M."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+def words_axis(axis, words: list[int] | None = None) -> None:
+    """A log axis of words seen, its ticks written as 150k, 1.6M: at the checkpoints' word counts when given
+    (thinned to about eight, evenly apart on the log axis), else at powers of ten."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     axis.set_xscale("log")
+    values = sorted({w for w in words or [] if w > 0})
+    gap = max((values[-1] / values[0]) ** (1 / 8), 1.1) if values else 1.0
+    ticks: list[int] = []
+    for value in values:
+        if not ticks or value >= gap * ticks[-1]:
+            ticks.append(value)
+    if len(ticks) >= 2:
+        axis.xaxis.set_major_locator(FixedLocator(ticks))
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: words_label(int(round(value)))))
     axis.xaxis.set_minor_formatter(NullFormatter())
 
@@ -260,7 +269,7 @@ def words_figure(task: str, records: list[dict[str, Any]], rows: list[dict[str, 
             axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour, label=label)
         if chance is not None:
             axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
-        words_axis(axis)
+        words_axis(axis, [r["text_words"] for r in by_words])
         axis.set_xlabel("words seen (both models)")
         axis.set_title(method.replace("_", " "), fontsize=10)
         axis.grid(alpha=0.3)
