@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 _CACHE: dict[tuple[str, int, int], str] = {}
 
 
@@ -58,23 +56,19 @@ def data_fingerprint(path: str | os.PathLike | None) -> str | None:
 
 
 def features_fingerprint(path: str | os.PathLike | None) -> str | None:
-    """A feature file by content: its tensors and its metadata in sorted order (safetensors writes metadata
-    in hash-map order, so two extractions of the same features differ byte-wise); ``None`` for no path."""
+    """A feature file by content: its safetensors header with sorted keys, then its data bytes (safetensors
+    writes metadata in hash-map order, so two extractions of the same features differ byte-wise only in the
+    header); ``None`` for no path."""
     if path is None:
         return None
     path = Path(path)
     if not path.is_file():
         return "missing"
-    from safetensors import safe_open
-
-    hasher = hashlib.sha256()
-    with safe_open(path, "pt") as handle:
-        hasher.update(json.dumps(handle.metadata() or {}, sort_keys=True).encode())
-        for name in sorted(handle.keys()):
-            tensor = handle.get_tensor(name).contiguous()
-            hasher.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
-            hasher.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
-    return hasher.hexdigest()[:16]
+    with open(path, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        hasher = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+        return hashlib.file_digest(handle, lambda: hasher).hexdigest()[:16]
 
 
 def digest(fields: dict[str, Any]) -> str:
