@@ -235,6 +235,18 @@ def sweep_cmd(models, world, out: Path, *extra: str) -> list[str]:
     ]
 
 
+class CountingScorer:
+    """A sweep scorer for tests: scores the current weights (their sum) and counts every evaluation."""
+
+    def __init__(self, model, tokenizer, tasks):
+        self.model, self.tasks, self.calls = model, list(tasks), []
+
+    def score(self, task: str) -> list[dict]:
+        self.calls.append(task)
+        total = sum(float(t.double().sum()) for t in self.model.state_dict().values() if t.is_floating_point())
+        return [{"task": task, "metric": "acc", "value": total, "stderr": None}]
+
+
 def world_sweep(text: Path, multimodal: Path, world: Path, tmp: Path, **fields):
     """A ``Sweep`` of ``text`` x ``multimodal`` on the demo ``world``'s BLiMP-format task, storing in ``tmp``;
     one linear merge at alpha 0.5 of the best pair unless ``fields`` say otherwise."""

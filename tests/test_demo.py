@@ -110,6 +110,32 @@ def test_quick_demo_end_to_end(tmp_path, cli):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "sweep" / "results.jsonl").read_text() == before
     assert "training the" not in again.stdout
+    # on two processes (both runs side by side, sweep points shared): the same models and the same scores
+    two = tmp_path / "two"
+    side_by_side = cli("demo", "--quick", "--out", two, "--no-progress", "--workers", "2")
+    assert side_by_side.returncode == 0, side_by_side.stderr[-3000:]
+    assert "side by side" in side_by_side.stdout
+    assert scores(two) == scores(out)
+    assert {r["rank"] for r in ResultStore(two / "sweep" / "results.jsonl").records()} == {0, 1}
+    for name in ("sweep_table.md", "equal_words.md"):
+        assert (two / "sweep" / name).read_text() == (out / "sweep" / name).read_text()
+
+
+def scores(out: Path) -> dict:
+    records = ResultStore(out / "sweep" / "results.jsonl").records()
+    return {(r["pair"], r["method"], r["alpha"], r["task"], r["metric"]): r["value"] for r in records}
+
+
+def test_a_failed_side_by_side_run_is_named(tmp_path):
+    from babymerge.demo.workers import train_side_by_side
+    from babymerge.errors import BabymergeError
+    from babymerge.training import TrainConfig
+
+    text = tmp_path / "text.train"
+    text.write_text("a few words\n")
+    configs = [TrainConfig(mode="text", init=tmp_path / "missing", text=text, out=tmp_path / m) for m in "ab"]
+    with pytest.raises(BabymergeError, match=r"training the text model failed in its own process \(exit code 1\)"):
+        train_side_by_side(configs, threads=1)
 
 
 def test_real_data_needs_all_three_flags(tmp_path, capsys):

@@ -16,6 +16,7 @@ import struct
 
 import pytest
 import torch
+from helpers import CountingScorer
 from safetensors.torch import load_file, save_file
 
 from babymerge.cli import main
@@ -24,18 +25,6 @@ from babymerge.sweep.run import Sweep, SweepConfig
 from babymerge.sweep.store import ResultStore
 
 TASK = "weights_sum"
-
-
-class CountingScorer:
-    """Scores the current weights (their sum) and counts every evaluation."""
-
-    def __init__(self, model, tokenizer, tasks):
-        self.model, self.tasks, self.calls = model, list(tasks), []
-
-    def score(self, task: str) -> list[dict]:
-        self.calls.append(task)
-        total = sum(float(t.double().sum()) for t in self.model.state_dict().values() if t.is_floating_point())
-        return [{"task": task, "metric": "acc", "value": total, "stderr": None}]
 
 
 def sweep(models, store, **fields) -> Sweep:

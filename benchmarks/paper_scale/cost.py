@@ -6,7 +6,12 @@ Training FLOPs per token (Kaplan et al. 2020's approximation, forward + backward
 N_layers: attention and MLP weights of the decoder layers, N_head: the LM head (vocab x d_model); the input
 embedding is a lookup (no FLOPs); the projector runs once per row, not per token, and is left out.
 
+With ``--words-per-s RUN=RATE`` (words of training data per second, measured by ``gpu_run.sh``), each run's
+time is also projected directly: ``words x epochs / rate``. That holds for the multimodal run too, whose short
+caption rows are padded in batches and so cost more per word than text blocks (FLOPs per token do not see it).
+
     python benchmarks/paper_scale/cost.py --measured-tokens-per-s 521
+    python benchmarks/paper_scale/cost.py --measured-tokens-per-s 195789 --words-per-s text=134747
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ def main() -> None:
     parser.add_argument("--subwords-per-word", type=float, default=1.36, help="the paper's tokenizer")
     parser.add_argument("--measured-tokens-per-s", type=float, required=True, help="training throughput measured")
     parser.add_argument("--measured-on", default="the measuring machine")
+    parser.add_argument(
+        "--words-per-s", nargs="*", default=[], metavar="RUN=RATE", help="measured training words/s of a run"
+    )
     parser.add_argument("--gpu-peak-tflops", type=float, nargs="*", default=[125.0, 989.0])
     parser.add_argument("--utilisation", type=float, default=0.3, help="assumed share of the GPU's peak")
     args = parser.parse_args()
@@ -52,6 +60,10 @@ def main() -> None:
     for peak in args.gpu_peak_tflops:
         gpu_seconds = total / (peak * 1e12 * args.utilisation)
         print(f"one GPU of {peak:g} TFLOP/s peak at {args.utilisation:.0%} of it: {gpu_seconds / 3600:.1f} GPU-hours")
+    for measured in args.words_per_s:
+        run, _, rate = measured.partition("=")
+        hours = args.words * args.epochs / float(rate) / 3600
+        print(f"{run}: {args.words:.3g} words x {args.epochs:g} epochs at {float(rate):,.0f} words/s = {hours:.1f} h")
 
 
 if __name__ == "__main__":

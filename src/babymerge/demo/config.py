@@ -51,6 +51,9 @@ class DemoConfig(BaseModel):
         "best", description="the pair merged over alpha: the paper's selection rule, or the final checkpoints"
     )
     threads: int = Field(1, ge=1, description="torch CPU threads (1: tiny models collapse with 2 on a loaded machine)")
+    workers: int = Field(
+        1, ge=1, description="CPU processes: 2 trains both runs side by side and shares the sweep points"
+    )
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     progress: bool = Field(True, description="progress bars")
 
@@ -60,6 +63,12 @@ class DemoConfig(BaseModel):
         if any(real.values()) and not all(real.values()):
             missing = ", ".join(f"--{k.replace('_', '-')}" for k, v in real.items() if not v)
             raise ValueError(f"real data needs --train-text, --images-captions and --data-dir; missing {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_on_cpu(self) -> DemoConfig:
+        if self.workers > 1 and self.device != "cpu":
+            raise ValueError(f"workers {self.workers} are CPU processes; with --device {self.device} give workers 1")
         return self
 
     @property

@@ -215,7 +215,7 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
         "progress": config.progress,
         "device": config.device,
     }
-    runs = {}
+    runs, todo = {}, []
     for mode in ("text", "multimodal"):
         out = config.out / f"{mode}_run"
         runs[mode] = out
@@ -223,8 +223,17 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
             continue
         extra = {"captions": inputs.captions, "features": features, "text_ratio": config.text_ratio}
         extra = extra if mode == "multimodal" else {}
-        log(f"training the {mode} model ({epochs:g} epochs, a checkpoint every BabyLM milestone of {unit:,} words)")
-        train(TrainConfig(mode=mode, out=out, **common, **extra))
+        todo.append(TrainConfig(mode=mode, out=out, **common, **extra))
+    what = f"({epochs:g} epochs, a checkpoint every BabyLM milestone of {unit:,} words)"
+    if config.workers > 1 and len(todo) > 1:
+        from .workers import train_side_by_side
+
+        log(f"training the text-only and multimodal models side by side, one process each {what}")
+        train_side_by_side([c.model_copy(update={"progress": False}) for c in todo], config.threads)
+    else:
+        for stage in todo:
+            log(f"training the {stage.mode} model {what}")
+            train(stage)
     return runs["text"], runs["multimodal"]
 
 
@@ -294,11 +303,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     best, along = sweep_configs(config, inputs, (text_run, multimodal_run), init, features)
     log(f"sweep 1: the {config.pairing} pair x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
-    sweep = Sweep(best, progress=config.progress)
-    best_pair = timed("selection", lambda: sweep.pairs()[0])
-    timed("sweep_best_pair", sweep.run)
     log("sweep 2: checkpoint by checkpoint along training (linear)")
-    timed("sweep_aligned", Sweep(along, progress=config.progress, share_from=sweep).run)
+    if config.workers > 1:
+        from .workers import sweep_side_by_side
+
+        log(f"both sweeps on {config.workers} processes sharing the points")
+        sweep = timed("sweeps", sweep_side_by_side, (best, along), config.workers, config.threads, config.progress)
+        best_pair = sweep.pairs()[0]
+    else:
+        sweep = Sweep(best, progress=config.progress)
+        best_pair = timed("selection", lambda: sweep.pairs()[0])
+        timed("sweep_best_pair", sweep.run)
+        timed("sweep_aligned", Sweep(along, progress=config.progress, share_from=sweep).run)
 
     sweep_dir = config.out / "sweep"
     records = ResultStore(best.store).records()

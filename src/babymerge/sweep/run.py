@@ -169,7 +169,7 @@ class Sweep:
         for role, series, task in self._selected_series():
             keys = {self.keys.checkpoint(role, c, task): c for c in series}
             for key in tqdm(
-                shard(self.missing(list(keys))), desc=f"selecting {role} by {task}", disable=not self.progress
+                self.missing(shard(list(keys))), desc=f"selecting {role} by {task}", disable=not self.progress
             ):
                 checkpoint = keys[key]
                 self.slot.load(self.state(checkpoint.path))
