@@ -126,6 +126,27 @@ def scores(out: Path) -> dict:
     return {(r["pair"], r["method"], r["alpha"], r["task"], r["metric"]): r["value"] for r in records}
 
 
+def test_a_waiting_sweep_rank_stops_when_another_rank_or_its_parent_ends(tmp_path):
+    from itertools import count
+    from types import SimpleNamespace
+
+    from babymerge.demo.workers import wait_for_grid
+    from babymerge.errors import BabymergeError
+
+    def grid_done_after_a_few_polls():  # without the checks, the wait ends quietly instead of raising
+        polls = count()
+        store = SimpleNamespace(path=tmp_path / "results.jsonl", done=lambda: set() if next(polls) < 4 else {"point"})
+        return SimpleNamespace(grid_keys=lambda: {"point"}, store=store)
+
+    with pytest.raises(BabymergeError, match=r"sweep rank 1 failed in its own process \(exit code 1\)"):
+        wait_for_grid(grid_done_after_a_few_polls(), {"sweep rank 1": SimpleNamespace(exitcode=1)}, poll_s=0)
+    with pytest.raises(BabymergeError, match="the other sweep ranks ended without scoring their points"):
+        wait_for_grid(grid_done_after_a_few_polls(), {"sweep rank 1": SimpleNamespace(exitcode=0)}, poll_s=0)
+    with pytest.raises(BabymergeError, match="the demo process that started this sweep rank has ended"):
+        wait_for_grid(grid_done_after_a_few_polls(), {}, poll_s=0, parent=-1)
+    wait_for_grid(grid_done_after_a_few_polls(), {"sweep rank 1": SimpleNamespace(exitcode=None)}, poll_s=0)
+
+
 def test_a_failed_side_by_side_run_is_named(tmp_path):
     from babymerge.demo.workers import train_side_by_side
     from babymerge.errors import BabymergeError

@@ -73,11 +73,14 @@ def rank(index: int, world_size: int) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def wait_for_grid(sweep, others: dict[str, BaseProcess], poll_s: float = 1.0) -> None:
-    """Wait until the store holds every result of ``sweep``'s grid; a failed rank is named at once."""
+def wait_for_grid(sweep, others: dict[str, BaseProcess], poll_s: float = 1.0, parent: int | None = None) -> None:
+    """Wait until the store holds every result of ``sweep``'s grid; a failed rank is named at once, and a child
+    rank stops when ``parent`` (the process that started it) has ended."""
     expected = sweep.grid_keys()
     while not expected <= sweep.store.done():
         _failed(others)
+        if parent is not None and os.getppid() != parent:
+            raise BabymergeError(f"{sweep.store.path}: the demo process that started this sweep rank has ended")
         if others and all(p.exitcode == 0 for p in others.values()) and not expected <= sweep.store.done():
             raise BabymergeError(f"{sweep.store.path}: the other sweep ranks ended without scoring their points")
         time.sleep(poll_s)
@@ -90,6 +93,7 @@ def sweep_rank(
     threads: int,
     progress: bool,
     others: dict[str, BaseProcess] | None = None,
+    parent: int | None = None,
 ):
     """Rank ``index``'s share of the demo's two sweeps (the second once the first's grid is complete); returns
     the first sweep (rank 0 keeps it for the report)."""
@@ -103,21 +107,24 @@ def sweep_rank(
     with rank(index, world_size):
         sweep = Sweep(first, progress=progress)
         sweep.run()
-        wait_for_grid(sweep, others)
+        wait_for_grid(sweep, others, parent=parent)
         along = Sweep(second, progress=progress, share_from=sweep)
         along.run()
-        wait_for_grid(along, others)
+        wait_for_grid(along, others, parent=parent)
     return sweep
 
 
-def _sweep_child(configs: tuple[SweepConfig, SweepConfig], index: int, world_size: int, threads: int) -> None:
-    _in_child(sweep_rank, configs, index, world_size, threads, False)
+def _sweep_child(
+    configs: tuple[SweepConfig, SweepConfig], index: int, world_size: int, threads: int, parent: int
+) -> None:
+    _in_child(sweep_rank, configs, index, world_size, threads, False, None, parent)
 
 
 def sweep_side_by_side(configs: tuple[SweepConfig, SweepConfig], workers: int, threads: int, progress: bool):
     """Both sweeps on ``workers`` processes: ranks 1.. in child processes, rank 0 here; returns rank 0's first
     sweep once every rank's points are stored. If this process fails, the children are stopped."""
-    others = {f"sweep rank {i}": _start(_sweep_child, configs, i, workers, threads) for i in range(1, workers)}
+    parent = os.getpid()
+    others = {f"sweep rank {i}": _start(_sweep_child, configs, i, workers, threads, parent) for i in range(1, workers)}
     try:
         sweep = sweep_rank(configs, 0, workers, threads, progress, others)
     except BaseException:
