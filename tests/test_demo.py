@@ -127,24 +127,25 @@ def scores(out: Path) -> dict:
 
 
 def test_a_waiting_sweep_rank_stops_when_another_rank_or_its_parent_ends(tmp_path):
-    from itertools import count
     from types import SimpleNamespace
 
     from babymerge.demo.workers import wait_for_grid
     from babymerge.errors import BabymergeError
+    from babymerge.sweep.store import PointKey, ResultStore, result_records
 
-    def grid_done_after_a_few_polls():  # without the checks, the wait ends quietly instead of raising
-        polls = count()
-        store = SimpleNamespace(path=tmp_path / "results.jsonl", done=lambda: set() if next(polls) < 4 else {"point"})
-        return SimpleNamespace(grid_keys=lambda: {"point"}, store=store)
+    store = ResultStore(tmp_path / "results.jsonl")
+    key = PointKey.make("text=a+multimodal=b", "linear", 0.5, "t", "inputs")
+    sweep = SimpleNamespace(grid_keys=lambda: {key}, store=store)
+    wait = {"poll_s": 0, "timeout_s": 1}  # without the checks, the wait times out instead: another message
 
     with pytest.raises(BabymergeError, match=r"sweep rank 1 failed in its own process \(exit code 1\)"):
-        wait_for_grid(grid_done_after_a_few_polls(), {"sweep rank 1": SimpleNamespace(exitcode=1)}, poll_s=0)
+        wait_for_grid(sweep, {"sweep rank 1": SimpleNamespace(exitcode=1)}, **wait)
     with pytest.raises(BabymergeError, match="the other sweep ranks ended without scoring their points"):
-        wait_for_grid(grid_done_after_a_few_polls(), {"sweep rank 1": SimpleNamespace(exitcode=0)}, poll_s=0)
+        wait_for_grid(sweep, {"sweep rank 1": SimpleNamespace(exitcode=0)}, **wait)
     with pytest.raises(BabymergeError, match="the demo process that started this sweep rank has ended"):
-        wait_for_grid(grid_done_after_a_few_polls(), {}, poll_s=0, parent=-1)
-    wait_for_grid(grid_done_after_a_few_polls(), {"sweep rank 1": SimpleNamespace(exitcode=None)}, poll_s=0)
+        wait_for_grid(sweep, {}, parent=-1, **wait)
+    store.append(result_records(key, [{"task": "t", "metric": "acc", "value": 1.0}], {}, 0.0, None))
+    wait_for_grid(sweep, {"sweep rank 1": SimpleNamespace(exitcode=None)}, **wait)
 
 
 def test_a_failed_side_by_side_run_is_named(tmp_path):

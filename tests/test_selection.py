@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from helpers import TASK, series, world_sweep
 
 from babymerge.sweep.selection import selection_remarks, verdict
@@ -33,3 +34,17 @@ def test_selection_rule_reports_a_tie(make_checkpoint, world, tmp_path, caplog):
     assert "2 checkpoints tie" in remarks[0]
     assert any("selection rule" in r.message and "tie" in r.message for r in caplog.records)
     assert remarks == selection_remarks(sweep.store.records())
+
+
+def test_the_selection_wait_stops_when_its_check_raises(tmp_path):
+    """A rank waiting for other ranks' selection scores stops as soon as its check says one has failed."""
+    from babymerge.errors import BabymergeError
+    from babymerge.sweep.selection import best_checkpoint
+    from babymerge.sweep.store import PointKey, ResultStore
+
+    def a_rank_failed():
+        raise BabymergeError("sweep rank 1 failed")
+
+    keys = {PointKey.checkpoint("text", "1k", "t", "inputs"): "1k"}
+    with pytest.raises(BabymergeError, match="sweep rank 1 failed"):
+        best_checkpoint(ResultStore(tmp_path / "results.jsonl"), keys, "t", wait_s=5, poll_s=0, check=a_rank_failed)

@@ -47,7 +47,7 @@ def test_a_late_rank_scores_its_own_share_of_the_selection(models, tmp_path, mon
 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setattr(run, "best_checkpoint", lambda store, keys, task: list(keys.values())[-1])
+    monkeypatch.setattr(run, "best_checkpoint", lambda store, keys, task, **_: list(keys.values())[-1])
     late = Sweep(config, CountingScorer, progress=False)
     late.pairs()
     assert {r["text"] for r in store.records() if r["rank"] == 1} == {"2k", "final"}

@@ -2,8 +2,8 @@
 # The paper-scale pipeline on one GPU, each stage for a bounded time: tokenizer (16k), DINOv2-large-shaped
 # features (random weights: no download), the paper preset's initial checkpoint, then text-only and multimodal
 # training through `accelerate launch` in bf16 with the configs text.yaml and multimodal.yaml (paths and
-# max_steps overridden). Prints each stage's wall time and the trainer's measured throughput; results.md holds
-# a run's figures.
+# max_steps overridden). Prints each stage's wall time and the trainer's measured throughput; README.md here
+# holds a run's figures.
 #
 #   bash benchmarks/paper_scale/gpu_run.sh TEXT_DIR CAPTIONS_TXT WORK_DIR
 #

@@ -11,3 +11,13 @@ class BabymergeError(Exception):
 
 class BadValueError(BabymergeError, ValueError):
     """A bad value from a function whose Python callers may catch ``ValueError`` (conversion, presets, sharding)."""
+
+
+def one_line(error: BaseException) -> str:
+    """A user error as one line (pydantic's ``ValidationError`` as ``field: message; ...``)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors()]
+        return f"invalid {error.title}: " + "; ".join(parts)
+    return " ".join(str(error).split())

@@ -17,7 +17,7 @@ import sys
 
 from pydantic import ValidationError
 
-from ..errors import BabymergeError
+from ..errors import BabymergeError, one_line
 from ._flags import plain
 
 
@@ -40,13 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(subparsers)
     return parser
-
-
-def one_line(error: BaseException) -> str:
-    if isinstance(error, ValidationError):
-        parts = [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors()]
-        return f"invalid {error.title}: " + "; ".join(parts)
-    return " ".join(str(error).split())
 
 
 def main(argv: list[str] | None = None) -> int:

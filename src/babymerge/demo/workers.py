@@ -10,12 +10,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 
-from ..errors import BabymergeError
+from ..errors import BabymergeError, one_line
 from ..sweep.config import SweepConfig
 from ..training.config import TrainConfig
 
@@ -27,11 +26,13 @@ def _start(target, *args) -> BaseProcess:
 
 
 def _in_child(step, *args) -> None:
-    """Run ``step`` in a child process: a babymerge error is one line on stderr and exit code 1."""
+    """Run ``step`` in a child process: a user error is one line on stderr (as the CLI prints it), exit code 1."""
+    from pydantic import ValidationError
+
     try:
         step(*args)
-    except BabymergeError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
+    except (BabymergeError, ValidationError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
@@ -73,17 +74,22 @@ def rank(index: int, world_size: int) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def wait_for_grid(sweep, others: dict[str, BaseProcess], poll_s: float = 1.0, parent: int | None = None) -> None:
-    """Wait until the store holds every result of ``sweep``'s grid; a failed rank is named at once, and a child
-    rank stops when ``parent`` (the process that started it) has ended."""
-    expected = sweep.grid_keys()
-    while not expected <= sweep.store.done():
-        _failed(others)
-        if parent is not None and os.getppid() != parent:
-            raise BabymergeError(f"{sweep.store.path}: the demo process that started this sweep rank has ended")
-        if others and all(p.exitcode == 0 for p in others.values()) and not expected <= sweep.store.done():
-            raise BabymergeError(f"{sweep.store.path}: the other sweep ranks ended without scoring their points")
-        time.sleep(poll_s)
+def others_alive(sweep, others: dict[str, BaseProcess], parent: int | None = None) -> None:
+    """Raise when another rank has failed, or all have ended with ``sweep``'s grid incomplete, or (in a child
+    rank) when ``parent``, the process that started it, has ended: the checks a waiting rank runs at each poll."""
+    _failed(others)
+    if others and all(p.exitcode == 0 for p in others.values()) and not sweep.grid_keys() <= sweep.store.done():
+        raise BabymergeError(f"{sweep.store.path}: the other sweep ranks ended without scoring their points")
+    if parent is not None and os.getppid() != parent:
+        raise BabymergeError(f"{sweep.store.path}: the demo process that started this sweep rank has ended")
+
+
+def wait_for_grid(
+    sweep, others: dict[str, BaseProcess], poll_s: float = 1.0, parent: int | None = None, timeout_s: float = 86400
+) -> None:
+    """Wait until the store holds every result of ``sweep``'s grid, running :func:`others_alive` at each poll."""
+    check = lambda: others_alive(sweep, others, parent)  # noqa: E731
+    sweep.store.wait_for(sweep.grid_keys(), "the other ranks' points", timeout_s, poll_s, check)
 
 
 def sweep_rank(
@@ -106,6 +112,7 @@ def sweep_rank(
     others = others or {}
     with rank(index, world_size):
         sweep = Sweep(first, progress=progress)
+        sweep.wait_check = lambda: others_alive(sweep, others, parent)  # also while the selection rule waits
         sweep.run()
         wait_for_grid(sweep, others, parent=parent)
         along = Sweep(second, progress=progress, share_from=sweep)

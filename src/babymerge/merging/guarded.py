@@ -200,7 +200,7 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
     from .llava_text import is_cross_layout_merge, run_cross_layout_merge
 
     if is_cross_layout_merge(merge_config):  # a LLaVA's language model with a text-only LM (llava_text.py)
-        return run_cross_layout_merge(original, merge_config, out_path, options, config_source)
+        return merge_input(run_cross_layout_merge, original, merge_config, out_path, options, config_source)
     if not is_babymerge_merge(merge_config):
         return original(merge_config, out_path, options, config_source=config_source)
     out = merge_input(refuse_existing, out_path)

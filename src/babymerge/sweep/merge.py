@@ -27,10 +27,9 @@ from mergekit import merge_methods
 from mergekit.merge_methods.api import merge_state_dicts
 from mergekit.merge_methods.base import BasePolicy
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file
 
 from ..errors import BabymergeError
-from ..formats.checkpoint import check_same_shapes, shapes
+from ..formats.checkpoint import check_same_shapes, read_state, shapes
 from ..merging.checks import ModelInputs, check_finite, check_same_architecture, check_shapes, read_model
 
 TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
@@ -163,11 +162,9 @@ def read_checked(folder: str | os.PathLike) -> ModelInputs:
 
 def load_state(folder: str | os.PathLike, check: bool = True) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint folder (all its safetensors shards), after :func:`read_checked`."""
-    model = read_checked(folder) if check else read_model(folder)
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted({info.file for info in model.tensors.values()}):
-        state.update(load_file(shard))
-    return state
+    if check:
+        read_checked(folder)
+    return read_state(folder)
 
 
 def check_same_tensors(folders: dict[str, Path]) -> None:

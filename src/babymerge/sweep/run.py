@@ -51,6 +51,7 @@ class Sweep:
         self.keys = Keys(config)
         self._pairs: list[Pair] | None = None
         self.recomputed = 0  # results present in the store for another set of inputs, scored again
+        self.wait_check: Callable[[], None] | None = None  # run while waiting for other ranks; raises to stop
         tasks = list(dict.fromkeys(config.tasks + self._selection_tasks()))
         if share_from is not None:
             self.slot, self.scorer = share_from.slot, share_from.scorer
@@ -179,7 +180,7 @@ class Sweep:
                     f"{role}_path": str(checkpoint.path),
                 }
                 self._score_into_store(key, fields | {"input_fields": self.keys.checkpoint_inputs(role, checkpoint)})
-            chosen[role] = best_checkpoint(self.store, keys, task)
+            chosen[role] = best_checkpoint(self.store, keys, task, check=self.wait_check)
         for line in self.selection_remarks:
             logger.warning("selection rule: %s", line)
         return chosen["text"], chosen["multimodal"]

@@ -6,34 +6,33 @@ checkpoints at all (every score at chance, a tie for the best, or the best only 
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from typing import Any
 
-from ..errors import BabymergeError
 from .checkpoints import Checkpoint
 from .store import PointKey, ResultStore
 from .tasks import chance_level
 
 
 def best_checkpoint(
-    store: ResultStore, keys: dict[PointKey, Checkpoint], task: str, wait_s: float = 3600, poll_s: float = 2
+    store: ResultStore,
+    keys: dict[PointKey, Checkpoint],
+    task: str,
+    wait_s: float = 3600,
+    poll_s: float = 2,
+    check: Callable[[], None] | None = None,
 ) -> Checkpoint:
     """The checkpoint whose score (``acc``, else the first metric) is highest; waits for other ranks' scores.
 
     Ties go to the later checkpoint (more words seen): ``keys`` follow the series, sorted by words."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        scores: dict[PointKey, float] = {}
-        for r in store.records():
-            key = PointKey.of(r)
-            if key in keys and (r["metric"] == "acc" or key not in scores):
-                scores[key] = r["value"]
-        if len(scores) == len(keys):
-            ranked = {c: scores[k] for k, c in keys.items()}
-            return max(reversed(list(ranked)), key=ranked.__getitem__)
-        if time.monotonic() > deadline:
-            raise BabymergeError(f"{store.path}: selection scores for {task} never arrived from other ranks")
-        time.sleep(poll_s)
+    store.wait_for(keys, f"selection scores for {task}", wait_s, poll_s, check)
+    scores: dict[PointKey, float] = {}
+    for r in store.records():
+        key = PointKey.of(r)
+        if key in keys and (r["metric"] == "acc" or key not in scores):
+            scores[key] = r["value"]
+    ranked = {c: scores[k] for k, c in keys.items()}
+    return max(reversed(list(ranked)), key=ranked.__getitem__)
 
 
 def at_chance(value: float, chance: float, items: int) -> bool:

@@ -4,7 +4,6 @@ full merged folders through mergekit."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,7 @@ class SweepOutcome:
 
 def wait_for_points(sweep: Sweep, timeout_s: float = 24 * 3600) -> list[dict[str, Any]]:
     """Rank 0's barrier: wait until the store holds every (point, task) of the grid; return the grid's records."""
-    expected = sweep.grid_keys()
-    deadline = time.monotonic() + timeout_s
-    while not expected <= sweep.store.done():
-        if time.monotonic() > deadline:
-            raise BabymergeError(f"{sweep.store.path}: other ranks never finished their points")
-        time.sleep(2)
+    sweep.store.wait_for(sweep.grid_keys(), "the other ranks' points", timeout_s, check=sweep.wait_check)
     return sweep.current(sweep.store.records())
 
 

@@ -17,7 +17,8 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,6 +131,30 @@ class ResultStore:
     def done(self) -> set[PointKey]:
         """The point key of every result present."""
         return {key for key, _ in self.keys()}
+
+    def wait_for(
+        self,
+        keys: Iterable[PointKey],
+        what: str,
+        timeout_s: float = 24 * 3600,
+        poll_s: float = 2.0,
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        """Wait until every key is present (other ranks score them); the store is re-read only when it has
+        grown. ``check`` runs at each poll and raises to stop waiting (a rank that failed, say)."""
+        keys, size = set(keys), -1
+        deadline = time.monotonic() + timeout_s
+        while True:
+            grown = self.path.stat().st_size if self.path.exists() else 0
+            if grown != size:
+                size = grown
+                if keys <= self.done():
+                    return
+            if check is not None:
+                check()
+            if time.monotonic() > deadline:
+                raise BabymergeError(f"{self.path}: {what} never arrived from other ranks")
+            time.sleep(poll_s)
 
     def missing(self, keys: list[PointKey]) -> tuple[list[PointKey], int]:
         """The keys the store lacks, and how many of those it holds for other inputs (logged: recomputed)."""
