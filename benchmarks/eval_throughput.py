@@ -1,10 +1,12 @@
-"""Evaluation throughput on BLiMP fast (pairs/s): babyllava through lm-eval vs the same weights as a plain
-LlamaForCausalLM through lm-eval's ``hf`` model, measured side by side in one process.
+"""Evaluation throughput (items/s): babyllava through lm-eval vs the same weights as a plain LlamaForCausalLM
+through lm-eval's ``hf`` model, measured side by side in one process.
 
-    python benchmarks/eval_throughput.py --data-dir DIR [--preset paper] [--pairs 200] [--repeats 12]
+    python benchmarks/eval_throughput.py --data-dir DIR [--task babylm_blimp_fast] [--preset paper]
+        [--items 200] [--repeats 12]
 
-DIR is a BabyLM ``evaluation_data`` folder (``fast_eval/blimp_fast``). The tokenizer is trained here on the
-BabyLM text in ``--text`` (a few corpora of ../shared/data/babylm_text/train_600k by default).
+DIR is a BabyLM ``evaluation_data`` folder. An item is one lm-eval document: a BLiMP pair, an Entity Tracking
+story with its five options. The tokenizer is trained here on the BabyLM text in ``--text`` (a few corpora of
+../shared/data/babylm_text/train_600k by default).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from babymerge.training.init import init_model  # noqa: E402
 from babymerge.training.tokenizer import train_tokenizer  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TASK = "babylm_blimp_fast"
 
 
 def plain_llama(model) -> LlamaForCausalLM:
@@ -44,14 +45,14 @@ def plain_llama(model) -> LlamaForCausalLM:
     return llama.to(model.device, model.dtype).eval()
 
 
-def timed(lm, manager: TaskManager, pairs: int) -> tuple[float, float]:
+def timed(lm, manager: TaskManager, task: str, items: int) -> tuple[float, float]:
     if isinstance(lm, BabyLlavaLM):  # a cold evaluation, as one lm_eval run: no tokenisation or plan kept
         lm._splits.clear()
         lm._plans.clear()
     start = time.perf_counter()
-    out = simple_evaluate(model=lm, tasks=[TASK], task_manager=manager, limit=pairs, bootstrap_iters=0)
+    out = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=items, bootstrap_iters=0)
     seconds = time.perf_counter() - start
-    return pairs / seconds, out["results"][TASK]["acc,none"]
+    return items / seconds, out["results"][task]["acc,none"]
 
 
 def main() -> None:
@@ -62,8 +63,9 @@ def main() -> None:
         nargs="*",
         default=[SHARED / "babylm_text/train_600k/childes.train", SHARED / "babylm_text/train_600k/simple_wiki.train"],
     )
+    parser.add_argument("--task", default="babylm_blimp_fast")
     parser.add_argument("--preset", default="paper")
-    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--items", type=int, default=200, help="lm-eval documents per round (limit)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=12, help="rounds")
     parser.add_argument("--device", default="cpu")
@@ -82,22 +84,22 @@ def main() -> None:
         ),
     }
     for lm in models.values():  # warm-up
-        timed(lm, manager, min(args.pairs, 64))
+        timed(lm, manager, args.task, min(args.items, 64))
     names = list(models)
     rates: dict[str, list[float]] = {name: [] for name in names}
     paired = []
     for round_ in range(args.repeats):  # short alternating rounds: load changes hit both alike
         order = names if round_ % 2 == 0 else names[::-1]
         for name in order:
-            rate, acc = timed(models[name], manager, args.pairs)
+            rate, acc = timed(models[name], manager, args.task, args.items)
             rates[name].append(rate)
-            print(f"round {round_}: {name}: {rate:.1f} pairs/s (acc {acc:.4f})", flush=True)
+            print(f"round {round_}: {name}: {rate:.1f} items/s (acc {acc:.4f})", flush=True)
         paired.append(rates[names[0]][-1] / rates[names[1]][-1])
     print(
-        f"\ndevice {args.device}, torch threads {torch.get_num_threads()}, preset {args.preset}, "
-        f"{args.pairs} pairs x {args.repeats} rounds, batch {args.batch_size}"
+        f"\n{args.task}: device {args.device}, torch threads {torch.get_num_threads()}, preset {args.preset}, "
+        f"{args.items} items x {args.repeats} rounds, batch {args.batch_size}"
     )
-    print("| model | pairs/s (median) | pairs/s (best) |\n|---|---|---|")
+    print("| model | items/s (median) | items/s (best) |\n|---|---|---|")
     for name, values in rates.items():
         print(f"| {name} | {statistics.median(values):.1f} | {max(values):.1f} |")
     print(f"\nper-round ratios babyllava / plain Llama: {', '.join(f'{r:.2f}' for r in paired)}")

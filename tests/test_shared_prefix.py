@@ -12,6 +12,7 @@ import pytest
 import torch
 from lm_eval.models.huggingface import HFLM
 
+from babymerge.evaluation import shared_prefix
 from babymerge.evaluation.lm import BabyLlavaLM
 from babymerge.features.store import FeatureFile
 from babymerge.training.init import init_model
@@ -63,8 +64,11 @@ def setup(tiny_tokenizer):
     return model, features
 
 
+@pytest.mark.parametrize("split", ["always", "never"])
 @pytest.mark.parametrize(("batch_size", "max_length"), [(1, 512), (4, 512), (64, 512), (4, 10)])
-def test_answers_equal_hflm(setup, tiny_tokenizer, batch_size, max_length):
+def test_answers_equal_hflm(setup, tiny_tokenizer, batch_size, max_length, split, monkeypatch):
+    """Batches split at their contexts (stems, then tails on the stems' cache) or run whole answer alike."""
+    monkeypatch.setattr(shared_prefix, "SPLIT_GAIN", 10.0 if split == "always" else 0.0)
     model, features = setup
     lm = BabyLlavaLM(
         pretrained=model, tokenizer=tiny_tokenizer, features=features, batch_size=batch_size, max_length=max_length
@@ -104,3 +108,38 @@ def test_a_continuation_longer_than_the_window_is_refused(setup, tiny_tokenizer)
     lm = BabyLlavaLM(pretrained=model, tokenizer=tiny_tokenizer, features=features, batch_size=4, max_length=3)
     with pytest.raises(ValueError, match=r"1\.\.3 continuation tokens, got 2 and 4"):
         lm._loglikelihood_tokens([(("r",), [1, 3], [10, 11, 12, 13])], disable_tqdm=True)
+
+
+def test_a_shared_context_runs_through_the_model_once(setup, tiny_tokenizer):
+    """Entity Tracking's shape: five options after one long story. The story's tokens go through the model
+    once, each option's tokens after it once, and the answers still equal one forward pass per request."""
+    model, features = setup
+    lm = BabyLlavaLM(pretrained=model, tokenizer=tiny_tokenizer, features=features, batch_size=8)
+    story = [tiny_tokenizer.bos_token_id, lm.image_base + 1] + [5 + i % 40 for i in range(60)]
+    options = [[10 + k, 20 + k, 30 + k] for k in range(5)]
+    requests = [((f"o{k}",), story, option) for k, option in enumerate(options)]
+    seen = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda _m, args, _out: seen.append(args[0].numel()))
+    try:
+        answers = lm._loglikelihood_tokens(requests, disable_tqdm=True)
+    finally:
+        hook.remove()
+    assert sum(seen) == len(story) + len(options) * 2  # the story once; each option but its last token once
+    single = [one_pass(lm, story, option) for option in options]
+    assert [v for v, _ in answers] == pytest.approx(single, abs=1e-5, rel=0)
+
+
+def test_a_short_shared_context_runs_each_window_whole(setup, tiny_tokenizer):
+    """BLiMP's shape: whole sentences after ``<s> <image>``. Splitting off two tokens would cost a second call
+    for little, so each batch is one call over the whole windows."""
+    model, features = setup
+    lm = BabyLlavaLM(pretrained=model, tokenizer=tiny_tokenizer, features=features, batch_size=8)
+    start = [tiny_tokenizer.bos_token_id, lm.image_token_index]
+    requests = [((f"s{k}",), start, [5 + k, 6, 7, 8 + k, 9, 10, 11, 12, 13, 14]) for k in range(8)]
+    calls = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda _m, args, _out: calls.append(tuple(args[0].shape)))
+    try:
+        lm._loglikelihood_tokens(requests, disable_tqdm=True)
+    finally:
+        hook.remove()
+    assert calls == [(8, 11)]

@@ -177,10 +177,24 @@ class BabyLlavaLM(HFLM):
         )
         return stack
 
-    def _hidden_states(self, inps: torch.Tensor) -> torch.Tensor:
-        ids, feats = self._model_inputs(inps.to(self.device))
+    def _hidden_states(self, stems: shared_prefix.Stems) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Last hidden states of each distinct stem, then of each request's tail with its stem's cache."""
+        ids, feats = self._model_inputs(stems.ids.to(self.device))
+        with_tails = stems.tails.shape[1] > 0
         with self._forward_context():
-            return self.model.model(input_ids=ids, image_features=feats).last_hidden_state
+            out = self.model.model(input_ids=ids, image_features=feats, use_cache=with_tails)
+            if not with_tails:
+                return out.last_hidden_state, None
+            cache = out.cache
+            cache.batch_select_indices(stems.of.to(self.device))  # one copy of its stem's cache per request
+            mask, positions = stems.tail_inputs()
+            tails = self.model.model(
+                input_ids=stems.tails.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                cache=cache,
+            )
+            return out.last_hidden_state, tails.last_hidden_state
 
     def _head(self, rows: torch.Tensor) -> torch.Tensor:
         head = self.model.get_output_embeddings()

@@ -8,9 +8,15 @@ prefix gets one row, computed in the batch where it first occurs. On BLiMP fast 
 32) that is 197k rows where HFLM computes 371k padded positions (344k of them scored), which matters where
 the LM head over the vocabulary costs more than the transformer (babyllava's tiny preset).
 
-Requests are processed in lm-eval's order (longest first, batches of ``batch_size``), truncated from the
-left as lm-eval truncates, and answered as ``(sum of continuation log-probs, continuation is greedy)``.
-``plan`` does all the bookkeeping once; a sweep reuses it for every merge point.
+The transformer runs once per distinct *stem* in a batch: a request's window up to its last context token.
+Requests that share a context (Entity Tracking's five options of one story) send it through the model once,
+and only their continuations after it, attending to its keys and values (the model's key/value cache). A
+batch is split so only when that saves a quarter of its padded input tokens (BLiMP's two-token
+``<s> <image>`` does not pay for the second call); otherwise each window runs whole. Requests are ordered by
+stem (longest first), so the requests sharing one land in one batch, then longest first as lm-eval orders
+them, in batches of ``batch_size``; windows are truncated from the left as lm-eval truncates, and answered
+as ``(sum of continuation log-probs, continuation is greedy)``. ``plan`` does all the bookkeeping once; a
+sweep reuses it for every merge point.
 """
 
 from __future__ import annotations
@@ -21,6 +27,25 @@ from dataclasses import dataclass
 import torch
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
+SPLIT_GAIN = 0.75  # split a batch at its contexts only when that leaves at most this share of padded tokens
+
+
+@dataclass
+class Stems:
+    """A batch's inputs split after each window's last context token: every distinct stem once, then each
+    computing request's tail, which continues its stem at position ``lengths[of[row]]``."""
+
+    ids: torch.Tensor  # (distinct stems, width) right-padded
+    lengths: torch.Tensor  # (distinct stems,)
+    of: torch.Tensor  # (computing requests,) each request's stem
+    tails: torch.Tensor  # (computing requests, tail width) right-padded; tail width 0 when no request has one
+
+    def tail_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention mask over (stem width + tail width) keys, hiding stem padding, and the tails' positions."""
+        lengths = self.lengths[self.of]
+        stem_mask = torch.arange(self.ids.shape[1]) < lengths[:, None]
+        mask = torch.cat([stem_mask, torch.ones(self.tails.shape, dtype=torch.bool)], dim=1)
+        return mask.long(), lengths[:, None] + torch.arange(self.tails.shape[1])
 
 
 @dataclass
@@ -28,8 +53,8 @@ class Batch:
     """One model call: the requests it answers and where its new rows' results go."""
 
     requests: list[int]  # request indices answered after this batch
-    ids: torch.Tensor | None  # (computing requests, width) right-padded inputs; None when nothing is new
-    rows: torch.Tensor  # new rows: batch row ...
+    stems: Stems | None  # inputs of the requests that compute; None when nothing is new
+    rows: torch.Tensor  # new rows: computing request ...
     positions: torch.Tensor  # ... and position
     row_nodes: torch.Tensor  # prefix node of each new row
     pick_rows: torch.Tensor  # (new row, token) pairs to keep ...
@@ -48,6 +73,7 @@ class PrefixPlan:
 
 
 def _windows(requests: Sequence[Request], max_length: int) -> tuple[list[list[int]], list[list[int]], list[int]]:
+    """Each request's input window and continuation, and the processing order (by stem, then longest first)."""
     windows, conts, keys = [], [], []
     for context, continuation in requests:
         if not context or not continuation or len(continuation) > max_length:
@@ -56,10 +82,17 @@ def _windows(requests: Sequence[Request], max_length: int) -> tuple[list[list[in
                 f"got {len(context)} and {len(continuation)}"
             )
         tokens = list(context) + list(continuation)
-        keys.append((-len(tokens), tuple(tokens)))
-        windows.append(tokens[-(max_length + 1) : -1])
+        window = tokens[-(max_length + 1) : -1]
+        stem = tuple(window[: _stem_length(window, continuation)])
+        keys.append((-len(stem), stem, -len(tokens), tuple(tokens)))
+        windows.append(window)
         conts.append(list(continuation))
     return windows, conts, sorted(range(len(requests)), key=keys.__getitem__)
+
+
+def _stem_length(window: Sequence[int], continuation: Sequence[int]) -> int:
+    """Window tokens up to and including the last context token (whose state predicts the continuation)."""
+    return len(window) - len(continuation) + 1
 
 
 def _prefix_nodes(windows: list[list[int]], order: list[int]) -> tuple[list[list[int]], list[tuple[int, int]]]:
@@ -113,11 +146,10 @@ class _Layout:
     def batch(self, members: list[int]) -> Batch:
         """One batch: inputs and new rows of the requests that compute, answer slots of every member."""
         computing = [i for i in members if i in self.new_rows]
-        ids, rows, positions, row_nodes, picks = None, [], [], [], []
+        stems, rows, positions, row_nodes, picks = None, [], [], [], []
         if computing:
-            ids = torch.zeros(len(computing), max(len(self.windows[i]) for i in computing), dtype=torch.long)
+            stems = self._stems(computing)
             for row, i in enumerate(computing):
-                ids[row, : len(self.windows[i])] = torch.tensor(self.windows[i])
                 for position in sorted(self.new_rows[i]):
                     node = self.nodes_at[i][position]
                     picks += [(len(rows), t, self.slot_of[(node, t)]) for t in self.targets_of[node]]
@@ -127,7 +159,7 @@ class _Layout:
         pick_rows, pick_tokens, pick_slots = torch.tensor(picks, dtype=torch.long).reshape(-1, 3).unbind(dim=1)
         return Batch(
             members,
-            ids,
+            stems,
             torch.tensor(rows, dtype=torch.long),
             torch.tensor(positions, dtype=torch.long),
             torch.tensor(row_nodes, dtype=torch.long),
@@ -135,6 +167,25 @@ class _Layout:
             pick_tokens,
             pick_slots,
             *self._answers(members),
+        )
+
+    def _stems(self, computing: list[int]) -> Stems:
+        """Split at the contexts when that leaves at most ``SPLIT_GAIN`` of the padded input tokens; otherwise
+        each window is its own stem."""
+        windows = [self.windows[i] for i in computing]
+        cut = [_stem_length(w, self.conts[i]) for i, w in zip(computing, windows, strict=True)]
+        distinct = {tuple(w[:n]) for w, n in zip(windows, cut, strict=True)}
+        tails = [len(w) - n for w, n in zip(windows, cut, strict=True)]
+        split = len(distinct) * max(map(len, distinct)) + len(windows) * max(tails)  # padded tokens, both calls
+        if split > SPLIT_GAIN * len(windows) * max(map(len, windows)):
+            cut = [len(w) for w in windows]
+        index: dict[tuple[int, ...], int] = {}
+        of = [index.setdefault(tuple(w[:n]), len(index)) for w, n in zip(windows, cut, strict=True)]
+        return Stems(
+            _right_padded(list(map(list, index))),
+            torch.tensor([len(stem) for stem in index], dtype=torch.long),
+            torch.tensor(of, dtype=torch.long),
+            _right_padded([w[n:] for w, n in zip(windows, cut, strict=True)]),
         )
 
     def _answers(self, members: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,6 +204,13 @@ class _Layout:
         return slots, nodes, targets
 
 
+def _right_padded(rows: list[list[int]]) -> torch.Tensor:
+    ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    for row, tokens in enumerate(rows):
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return ids
+
+
 def plan(requests: Sequence[Request], max_length: int, batch_size: int) -> PrefixPlan:
     """Number the distinct prefixes (a trie over the input windows) and lay out every batch's work."""
     windows, conts, order = _windows(requests, max_length)
@@ -164,24 +222,23 @@ def plan(requests: Sequence[Request], max_length: int, batch_size: int) -> Prefi
 def score(
     prefix_plan: PrefixPlan,
     *,
-    hidden: Callable[[torch.Tensor], torch.Tensor],
+    hidden: Callable[[Stems], tuple[torch.Tensor, torch.Tensor | None]],
     head: Callable[[torch.Tensor], torch.Tensor],
     softmax_dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[list[int], list[tuple[float, bool]]]]:
     """Yield ``(request indices, answers)`` batch by batch.
 
-    ``hidden(ids)`` maps right-padded ``(batch, width)`` ids to ``(batch, width, hidden)`` last hidden states;
+    ``hidden(stems)`` returns the last hidden states of the stems, ``(stems, stem width, hidden)``, and of the
+    tails run after them, ``(computing requests, tail width, hidden)`` (None when the tail width is 0);
     ``head(rows)`` maps ``(rows, hidden)`` to ``(rows, vocab)`` logits.
     """
     values: torch.Tensor | None = None
     best = torch.full((prefix_plan.nodes,), -1, dtype=torch.long)
     for batch in prefix_plan.batches:
-        if batch.ids is not None:
-            states = hidden(batch.ids)
+        if batch.stems is not None:
+            states = _row_states(batch, *hidden(batch.stems))
             device = states.device
-            logprobs = torch.log_softmax(
-                head(states[batch.rows.to(device), batch.positions.to(device)]), dim=-1, dtype=softmax_dtype
-            )
+            logprobs = torch.log_softmax(head(states), dim=-1, dtype=softmax_dtype)
             if values is None:
                 values = torch.zeros(prefix_plan.slots, dtype=logprobs.dtype)
             values[batch.pick_slots] = logprobs[batch.pick_rows.to(device), batch.pick_tokens.to(device)].cpu()
@@ -191,3 +248,18 @@ def score(
         sums = values[batch.answer_slots].sum(dim=1).tolist()
         greedy = ((best[batch.answer_nodes] == batch.answer_targets) | (batch.answer_targets < 0)).all(dim=1)
         yield batch.requests, list(zip(sums, greedy.tolist(), strict=True))
+
+
+def _row_states(batch: Batch, stem_states: torch.Tensor, tail_states: torch.Tensor | None) -> torch.Tensor:
+    """The hidden state of each new row (computing request, position): from its stem or from its tail."""
+    assert batch.stems is not None
+    device = stem_states.device
+    stem = batch.stems.of[batch.rows]
+    length = batch.stems.lengths[stem]
+    in_stem = batch.positions < length
+    states = stem_states[stem.to(device), batch.positions.clamp(max=stem_states.shape[1] - 1).to(device)]
+    if tail_states is None:
+        assert bool(in_stem.all()), "rows past a stem need tail states"
+        return states
+    tail = tail_states[batch.rows.to(device), (batch.positions - length).clamp(min=0).to(device)]
+    return torch.where(in_stem.to(device)[:, None], states, tail)
