@@ -1,7 +1,7 @@
 """Evaluation throughput (items/s): babyllava through lm-eval vs the same weights as a plain LlamaForCausalLM
 through lm-eval's ``hf`` model, measured side by side in one process.
 
-    python benchmarks/eval_throughput.py --data-dir DIR [--task babylm_blimp_fast] [--preset paper]
+    python benchmarks/eval_throughput.py --data-dir DIR [--task babylm_entity_tracking_fast] [--preset paper]
         [--items 200] [--repeats 12]
 
 DIR is a BabyLM ``evaluation_data`` folder. An item is one lm-eval document: a BLiMP pair, an Entity Tracking
@@ -63,7 +63,7 @@ def main() -> None:
         nargs="*",
         default=[SHARED / "babylm_text/train_600k/childes.train", SHARED / "babylm_text/train_600k/simple_wiki.train"],
     )
-    parser.add_argument("--task", default="babylm_blimp_fast")
+    parser.add_argument("--task", default="babylm_entity_tracking_fast", help="--model hf is refused on BLiMP")
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--items", type=int, default=200, help="lm-eval documents per round (limit)")
     parser.add_argument("--batch-size", type=int, default=64)
