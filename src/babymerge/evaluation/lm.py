@@ -186,7 +186,7 @@ class BabyLlavaLM(HFLM):
             if not with_tails:
                 return out.last_hidden_state, None
             cache = out.cache
-            cache.batch_select_indices(stems.of.to(self.device))  # one copy of its stem's cache per request
+            cache.batch_select_indices(stems.of)  # a copy of its stem's cache per request (CPU index: any device)
             mask, positions = stems.tail_inputs()
             tails = self.model.model(
                 input_ids=stems.tails.to(self.device),

@@ -10,13 +10,13 @@ the LM head over the vocabulary costs more than the transformer (babyllava's tin
 
 The transformer runs once per distinct *stem* in a batch: a request's window up to its last context token.
 Requests that share a context (Entity Tracking's five options of one story) send it through the model once,
-and only their continuations after it, attending to its keys and values (the model's key/value cache). A
-batch is split so only when that saves a quarter of its padded input tokens (BLiMP's two-token
-``<s> <image>`` does not pay for the second call); otherwise each window runs whole. Requests are ordered by
-stem (longest first), so the requests sharing one land in one batch, then longest first as lm-eval orders
-them, in batches of ``batch_size``; windows are truncated from the left as lm-eval truncates, and answered
-as ``(sum of continuation log-probs, continuation is greedy)``. ``plan`` does all the bookkeeping once; a
-sweep reuses it for every merge point.
+and only their continuations after it, attending to its keys and values (the model's key/value cache, one
+copy per request). A batch is split at its contexts only when that saves a quarter of its padded input
+tokens (BLiMP's two-token ``<s> <image>`` does not pay for the second call); otherwise each window runs
+whole. Requests are ordered by stem (longest first), so the requests sharing one mostly land in one batch,
+then longest first as lm-eval orders them, in batches of ``batch_size``; windows are truncated from the left
+as lm-eval truncates, and answered as ``(sum of continuation log-probs, continuation is greedy)``. ``plan``
+does all the bookkeeping once; a sweep reuses it for every merge point.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Stems:
 
 @dataclass
 class Batch:
-    """One model call: the requests it answers and where its new rows' results go."""
+    """One batch (one or two model calls): the requests it answers and where its new rows' results go."""
 
     requests: list[int]  # request indices answered after this batch
     stems: Stems | None  # inputs of the requests that compute; None when nothing is new
