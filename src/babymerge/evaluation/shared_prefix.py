@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
 SPLIT_GAIN = 0.75  # split a batch at its contexts only when that leaves at most this share of padded tokens
@@ -182,7 +183,7 @@ class _Layout:
         index: dict[tuple[int, ...], int] = {}
         of = [index.setdefault(tuple(w[:n]), len(index)) for w, n in zip(windows, cut, strict=True)]
         return Stems(
-            _right_padded(list(map(list, index))),
+            _right_padded(list(index)),
             torch.tensor([len(stem) for stem in index], dtype=torch.long),
             torch.tensor(of, dtype=torch.long),
             _right_padded([w[n:] for w, n in zip(windows, cut, strict=True)]),
@@ -204,11 +205,8 @@ class _Layout:
         return slots, nodes, targets
 
 
-def _right_padded(rows: list[list[int]]) -> torch.Tensor:
-    ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-    for row, tokens in enumerate(rows):
-        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-    return ids
+def _right_padded(rows: list[Sequence[int]]) -> torch.Tensor:
+    return pad_sequence([torch.tensor(row, dtype=torch.long) for row in rows], batch_first=True)
 
 
 def plan(requests: Sequence[Request], max_length: int, batch_size: int) -> PrefixPlan:
