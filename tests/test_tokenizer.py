@@ -76,3 +76,18 @@ def test_existing_output_is_refused(babylm_slice, trained, capsys):
     code = main(["tokenizer", str(babylm_slice), "--out", str(out), "--vocab-size", "1500"])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"babymerge tokenizer: error: {out}:")
+
+
+def test_a_sentence_opens_with_the_tokens_of_its_words_mid_text(tmp_path):
+    """BLiMP scores "Who has ..." from its first word: that word must be the token it is mid-text (" Who"), not
+    the rare no-space pieces a plain byte-level BPE gives a string's first word."""
+    from babymerge.training.tokenizer import train_tokenizer
+
+    corpus = tmp_path / "generated.train"
+    corpus.write_text(" ".join(["The dog ran. Who has the cat seen? The cat sat."] * 200), encoding="utf-8")
+    tokenizer = train_tokenizer([corpus], 400, progress=False)
+    for sentence in ("The dog ran.", "Who has the cat seen?"):
+        alone = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        mid_text = tokenizer("So. " + sentence, add_special_tokens=False)["input_ids"]
+        assert mid_text[-len(alone) :] == alone, tokenizer.convert_ids_to_tokens(alone)
+        assert tokenizer.decode(tokenizer(sentence)["input_ids"], skip_special_tokens=True) == sentence

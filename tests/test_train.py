@@ -3,7 +3,9 @@ Flickr8k images (features from a tiny randomly initialised DINOv2)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +21,12 @@ from babymerge.formats.captions import read_captions
 from babymerge.training import TrainConfig, milestone_name, train
 from babymerge.training.data import (
     Collator,
+    block_begins,
     build_dataset,
     image_prefix,
     mix_by_words,
     pack,
+    sentence_starts,
     tokenize_text,
     words_per_token,
 )
@@ -136,6 +140,32 @@ def test_tokenisation_is_cached(setup, tmp_path):
     assert torch.equal(first.ids, again.ids)
     tokenize_text(setup["tokenizer"], files, max_words=400, cache_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("text-*.pt"))) == 2  # another limit, another cache entry
+
+
+def test_blocks_open_at_sentence_starts(setup):
+    tokenizer = setup["tokenizer"]
+    stream = tokenize_text(tokenizer, [setup["text"] / "simple_wiki.train"], max_words=3000, progress=False)
+    ids, starts = stream.ids.tolist(), sentence_starts(stream.ids, tokenizer)
+    # against a reading of the decoded text: a word after . ! ? (closing quotes allowed) opens a sentence
+    end = r"[.!?][\"')\]]*"
+    assert len(starts) == 1 + len(re.findall(end + r" (?=\S)", tokenizer.decode(ids)))
+    for start in starts[1:].tolist():
+        before, through = tokenizer.decode(ids[:start]), tokenizer.decode(ids[: start + 1])
+        assert re.search(end + "$", before) and through[len(before)] == " "
+
+    body = 120  # tokens; the test tokenizer has 400, so a sentence takes ~50
+    blocks, words = pack(stream, image_prefix(tokenizer, 1), body + 2, starts)
+    begins = block_begins(starts, len(ids), body).tolist()
+    assert blocks.shape == (len(begins), body + 2) and (blocks[:, 0] == tokenizer.bos_token_id).all()
+    assert all(row[2:].tolist() == ids[b : b + body] for row, b in zip(blocks, begins, strict=True))
+    assert words.tolist() == [int(stream.words[b : b + body].sum()) for b in begins]
+    points = set(starts.tolist())
+    assert begins[0] == 0 and len(ids) - (begins[-1] + body) < body
+    for first, second in itertools.pairwise(begins):
+        assert second in points or second == first + body  # a sentence start, or an over-long sentence going on
+        assert first < second <= first + body  # nothing skipped
+        assert not points & set(range(second + 1, first + body + 1))  # the cut sentence opens the next block
+    assert sum(b not in points for b in begins) < len(begins) / 10
 
 
 def test_blocks_and_batches_follow_the_paper_layout(setup):

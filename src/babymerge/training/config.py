@@ -31,6 +31,9 @@ class TrainConfig(BaseModel):
 
     seed: int = Field(0, description="random seed")
     max_length: int = Field(256, ge=8, description="tokens per packed text block and the caption cut-off")
+    block_start: Literal["sentence", "anywhere"] = Field(
+        "sentence", description="text blocks open at a sentence start (a cut sentence opens the next one) or anywhere"
+    )
     text_max_words: int | None = Field(None, gt=0, description="use only this many words of text, spread over files")
     text_ratio: float | None = Field(
         0.5, gt=0, lt=1, description="multimodal: share of words from text-only blocks (paper 50M/50M); null: all"

@@ -8,6 +8,7 @@ run can count words seen (the BabyLM milestones count words, not tokens).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from .tokenizer import IMAGE, iter_text
 logger = logging.getLogger(__name__)
 CACHE_VERSION = "1"
 WORD = re.compile(r"\S+")
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 BATCH_PIECES = 64
 
 
@@ -145,20 +147,57 @@ def image_prefix(tokenizer: PreTrainedTokenizerBase, num_image_tokens: int) -> l
     return [tokenizer.bos_token_id] + [tokenizer.convert_tokens_to_ids(IMAGE)] * num_image_tokens
 
 
-def pack(stream: TokenStream, prefix: list[int], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sentence_starts(ids: torch.Tensor, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """Positions in ``ids`` where a sentence starts: 0, after ``</s>``, and a word after ``.``, ``!`` or ``?``.
+
+    Read off the byte-level tokens: a word token opens with a space (``Ġ``); closing quotes and brackets may
+    follow the sentence's final mark.
+    """
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    ends = torch.tensor([bool(SENTENCE_END.search(p)) for p in pieces])
+    ends[tokenizer.eos_token_id] = True
+    words = torch.tensor([p.startswith("Ġ") for p in pieces])
+    ids = ids.long()
+    inside = torch.nonzero(ends[ids[:-1]] & words[ids[1:]]).flatten() + 1
+    return torch.cat([torch.zeros(1, dtype=torch.long), inside])
+
+
+def block_begins(starts: torch.Tensor, length: int, body: int) -> torch.Tensor:
+    """Where each block of ``body`` tokens begins when blocks start at sentence starts.
+
+    A block ends where ``body`` tokens run out; the sentence it cuts opens the next block again (so its head is
+    seen twice). A sentence longer than a block goes on in the next block where the cut fell.
+    """
+    begins, begin, points = [], 0, starts.tolist()
+    while begin + body <= length:
+        begins.append(begin)
+        end = begin + body
+        last = points[bisect.bisect_right(points, end) - 1]
+        begin = last if last > begin else end
+    return torch.tensor(begins, dtype=torch.long)
+
+
+def pack(
+    stream: TokenStream, prefix: list[int], max_length: int, starts: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut the stream into ``max_length``-token rows, each starting with ``prefix``; the tail is dropped.
 
-    Returns the rows ``(num_blocks, max_length)`` and the words each holds ``(num_blocks,)``.
+    ``starts`` (from :func:`sentence_starts`) makes every block open at a sentence start, as an evaluation
+    sentence does after the prefix. Returns the rows ``(num_blocks, max_length)`` and the words each holds
+    ``(num_blocks,)`` (a head seen twice counts twice).
     """
     body = max_length - len(prefix)
     if body < 1:
         raise BabymergeError(f"max_length {max_length} leaves no room for text after the {len(prefix)} prefix tokens")
-    count = len(stream.ids) // body
-    if count == 0:
+    if len(stream.ids) < body:
         raise BabymergeError(f"the text has {len(stream.ids)} tokens, fewer than one block of {body}")
-    text = stream.ids[: count * body].view(count, body)
-    head = torch.tensor(prefix, dtype=stream.ids.dtype).expand(count, -1)
-    words = stream.words[: count * body].view(count, body).sum(dim=1, dtype=torch.long)
+    if starts is None:
+        begins = torch.arange(len(stream.ids) // body) * body
+    else:
+        begins = block_begins(starts, len(stream.ids), body)
+    index = begins[:, None] + torch.arange(body)
+    text, words = stream.ids[index], stream.words[index].sum(dim=1, dtype=torch.long)
+    head = torch.tensor(prefix, dtype=stream.ids.dtype).expand(len(begins), -1)
     return torch.cat([head, text], dim=1), words
 
 
@@ -303,7 +342,8 @@ def build_dataset(config, tokenizer: PreTrainedTokenizerBase, num_image_tokens: 
     cache = config.cache_folder()
     files = text_files(config.text)
     stream = tokenize_text(tokenizer, files, max_words=config.text_max_words, cache_dir=cache, progress=config.progress)
-    blocks, block_words = pack(stream, image_prefix(tokenizer, num_image_tokens), config.max_length)
+    starts = sentence_starts(stream.ids, tokenizer) if config.block_start == "sentence" else None
+    blocks, block_words = pack(stream, image_prefix(tokenizer, num_image_tokens), config.max_length, starts)
     collator = Collator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(IMAGE))
     if config.mode == "text":
         logger.info("%d text blocks, %d words", len(blocks), int(block_words.sum()))

@@ -67,8 +67,10 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on the files; the special tokens take ids 0-3 (pad, bos, eos, image)."""
     core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
+    # A space before the first word: a sentence's first word ("Who ...") becomes the same token as mid-text
+    # (" Who"), as Llama's SentencePiece tokenizers do; without it, every BLiMP sentence opens with rare pieces.
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    core.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])  # drop that space again
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
