@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tokenizers import pre_tokenizers
 from transformers import TrainerCallback
 
 from babymerge.cli import main
@@ -144,14 +145,17 @@ def test_tokenisation_is_cached(setup, tmp_path):
 
 def test_blocks_open_at_sentence_starts(setup):
     tokenizer = setup["tokenizer"]
-    stream = tokenize_text(tokenizer, [setup["text"] / "simple_wiki.train"], max_words=3000, progress=False)
+    files = [setup["text"] / name for name in ("simple_wiki.train", "childes.train")]
+    stream = tokenize_text(tokenizer, files, max_words=3000, progress=False)
     ids, starts = stream.ids.tolist(), sentence_starts(stream.ids, tokenizer)
-    # against a reading of the decoded text: a word after . ! ? (closing quotes allowed) opens a sentence
+    # against a reading of the decoded text: a word after . ! ? (closing quotes allowed) or a file's end opens a
+    # sentence
     end = r"[.!?][\"')\]]*"
-    assert len(starts) == 1 + len(re.findall(end + r" (?=\S)", tokenizer.decode(ids)))
+    assert len(starts) == 1 + len(re.findall(rf"(?:{end} |</s> ?)(?=\S)", tokenizer.decode(ids)))
+    assert sum(ids[start - 1] == tokenizer.eos_token_id for start in starts[1:].tolist()) == 1
     for start in starts[1:].tolist():
         before, through = tokenizer.decode(ids[:start]), tokenizer.decode(ids[: start + 1])
-        assert re.search(end + "$", before) and through[len(before)] == " "
+        assert before.endswith("</s>") or (re.search(end + "$", before) and through[len(before)] == " ")
 
     body = 120  # tokens; the test tokenizer has 400, so a sentence takes ~50
     blocks, words = pack(stream, image_prefix(tokenizer, 1), body + 2, starts)
@@ -166,6 +170,32 @@ def test_blocks_open_at_sentence_starts(setup):
         assert first < second <= first + body  # nothing skipped
         assert not points & set(range(second + 1, first + body + 1))  # the cut sentence opens the next block
     assert sum(b not in points for b in begins) < len(begins) / 10
+
+
+def test_sentence_ends_with_quotes_and_brackets(tmp_path):
+    corpus = tmp_path / "generated.train"
+    corpus.write_text(" ".join(['He said "Go." Then she left. (It was late.) Was it? Yes!'] * 100), encoding="utf-8")
+    tokenizer = train_tokenizer([corpus], 400, progress=False)
+    stream = tokenize_text(tokenizer, [corpus], progress=False)
+    openings = [
+        tokenizer.decode(stream.ids[start : start + 4].tolist(), skip_special_tokens=True).split()[0]
+        for start in sentence_starts(stream.ids, tokenizer).tolist()
+    ]
+    assert openings == ["He", "Then", "(It", "Was", "Yes!"] * 100
+
+
+def test_sentence_blocks_warn_about_a_tokenizer_without_the_leading_space(setup, tmp_path, caplog):
+    sample = tmp_path / "sample.train"
+    sample.write_text((setup["text"] / "childes.train").read_text()[:50_000])
+    plain = train_tokenizer([sample], 400, progress=False)
+    plain.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # as before da83d11
+    cfg = config(setup, "plain", text_max_words=2000)
+    black = torch.zeros(1, 32)
+    for tokenizer, warned in ((setup["tokenizer"], False), (plain, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="babymerge.training.data"):
+            build_dataset(cfg, tokenizer, 1, black)
+        assert any("adds no space before a string's first word" in r.message for r in caplog.records) == warned
 
 
 def test_blocks_and_batches_follow_the_paper_layout(setup):

@@ -8,6 +8,7 @@
 # /work/study15/out). Rounds 1 and 2 ran at commit 1946206, round 3 at 5674227, from earlier drafts of these
 # scripts (same configs and initialisations). Round 1 trains its 2,000 / 8,000 vocabularies here; rounds 2 and 3
 # switch the prefix space on in the study init's tokenizer (vocabulary unchanged), and round 3 also uses it as is.
+# The configs set block_start: anywhere, the packing of that time (blocks open at sentence starts since da83d11).
 set -euo pipefail
 ROUND=$1 STUDY=$2 HERE=benchmarks/real_data_probes SHARED=${SHARED:-../shared/data}/babylm_text G=.gpudata
 grep -qx "/$G/" .git/info/exclude || echo "/$G/" >>.git/info/exclude
