@@ -197,8 +197,8 @@ def pack(
         begins = torch.arange(len(stream.ids) // body) * body
     else:
         begins = block_begins(starts, len(stream.ids), body)
-    index = begins[:, None] + torch.arange(body)
-    text, words = stream.ids[index], stream.words[index].sum(dim=1, dtype=torch.long)
+    text = stream.ids.unfold(0, body, 1)[begins]  # a view of every window; only the chosen ones are copied
+    words = stream.words.unfold(0, body, 1)[begins].sum(dim=1, dtype=torch.long)
     head = torch.tensor(prefix, dtype=stream.ids.dtype).expand(len(begins), -1)
     return torch.cat([head, text], dim=1), words
 
