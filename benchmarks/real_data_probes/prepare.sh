@@ -32,12 +32,6 @@ if [ "$ROUND" = 1 ]; then
 else
   if [ "$ROUND" = 3 ]; then cp -r "$STUDY/init" $G/init_v4000; fi
   cp -r "$STUDY/init" $G/init_ps
-  python - <<'PY'
-import json
-path = ".gpudata/init_ps/tokenizer.json"
-spec = json.load(open(path))
-spec["pre_tokenizer"]["add_prefix_space"] = True
-json.dump(spec, open(path, "w"), ensure_ascii=False)
-PY
+  python $HERE/leading_space.py $G/init_ps/tokenizer.json on
 fi
 du -sh $G

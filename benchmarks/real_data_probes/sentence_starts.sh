@@ -14,16 +14,7 @@ mkdir -p "$WORK/text"
 for f in "$SHARED"/*.train; do case $f in *_dev.train) ;; *) ln -sfn "$f" "$WORK/text/" ;; esac; done
 for variant in anywhere sentence; do
   rm -rf "$WORK/init_$variant" && cp -r "$STUDY/init" "$WORK/init_$variant"
-  VARIANT=$variant python - "$WORK/init_$variant/tokenizer.json" <<'PY'
-import json, os, sys
-spec = json.load(open(sys.argv[1]))
-decoder = spec["decoder"]
-byte_level = decoder["decoders"][0] if decoder["type"] == "Sequence" else decoder
-spec["pre_tokenizer"]["add_prefix_space"] = os.environ["VARIANT"] == "sentence"
-strip = {"type": "Strip", "content": " ", "start": 1, "stop": 0}
-spec["decoder"] = {"type": "Sequence", "decoders": [byte_level, strip]} if os.environ["VARIANT"] == "sentence" else byte_level
-json.dump(spec, open(sys.argv[1], "w"), ensure_ascii=False)
-PY
+  python "$(dirname "$0")/leading_space.py" "$WORK/init_$variant/tokenizer.json" "$([ $variant = sentence ] && echo on || echo off)"
   # 1.0 epoch of 3.00M words cut anywhere; 0.877 of 3.42M words (heads seen twice) at sentence starts: 3.0M each
   epochs=$([ $variant = anywhere ] && echo 1.0 || echo 0.877)
   cat >"$WORK/$variant.yaml" <<YAML

@@ -152,8 +152,8 @@ def sentence_starts(ids: torch.Tensor, tokenizer: PreTrainedTokenizerBase) -> to
     """Positions in ``ids`` where a sentence starts: 0, after ``</s>``, and a word after ``.``, ``!`` or ``?``.
 
     Read off the byte-level tokens: a word token opens with a space (``Ġ``); closing quotes and brackets may
-    follow the final mark within its token (``."``). A closing quote in a token of its own hides the end (0.15%
-    of the sentence starts in the BabyLM text at vocabulary 4,000): that block opens a sentence later.
+    follow the final mark within its token (``."``). A closing quote in a token of its own hides the end (rare
+    once the vocabulary has merged ``."``): that block opens a sentence later.
     """
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     ends = torch.tensor([bool(SENTENCE_END.search(p)) for p in pieces])
