@@ -29,8 +29,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import babylm_layout  # noqa: E402  (the one map of ../shared/data onto evaluation_data)
 
 TASKS = ["babylm_wug_adj", "babylm_ewok_fast", "babylm_blimp_fast"]
 MARK = "Running loglikelihood requests"
@@ -89,12 +87,13 @@ def main() -> None:
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
 
+    from babymerge.evaluation.layout import build_layout
     from babymerge.training.init import init_model, save_checkpoint
     from babymerge.training.tokenizer import train_tokenizer
 
     work = Path(tempfile.mkdtemp(prefix="babymerge-e2e-"))
     layout = work / "evaluation_data"
-    babylm_layout(layout, SHARED)
+    build_layout([SHARED], layout)  # `babymerge data --build`'s function
     tokenizer = train_tokenizer([Path(args.text)], vocab_size=16000)
     checkpoint = work / "checkpoint"
     save_checkpoint(init_model(tokenizer, args.preset, seed=0), tokenizer, checkpoint)

@@ -10,14 +10,12 @@ The shared data is adapted to BabyLM's ``evaluation_data`` layout with symlinks 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from babymerge.demo.run import load_config, run_demo
+from babymerge.evaluation.layout import build_layout
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-from helpers import babylm_layout  # noqa: E402  (the one map of ../shared/data onto evaluation_data)
 
 
 def main() -> None:
@@ -27,10 +25,11 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=HERE / "real_data_study.yaml")
     args = parser.parse_args()
     out = args.out.resolve()
+    build_layout([args.shared.resolve()], out / "evaluation_data")  # `babymerge data --build`'s function
     config = load_config(
         args.config,
         out=out,
-        data_dir=babylm_layout(out / "evaluation_data", args.shared.resolve()),
+        data_dir=out / "evaluation_data",
         train_text=args.shared.resolve() / "babylm_text" / "train_600k",
         images_captions=args.shared.resolve() / "flickr8k_1k" / "captions.txt",
     )

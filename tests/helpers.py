@@ -278,30 +278,13 @@ def series(root: Path, source: Path, names_words: list[tuple[str, int]]) -> Path
 
 # -- evaluation: the BabyLM data layout and an independent implementation of BabyLM 2025's causal scoring -------
 
-LAYOUT = {
-    "fast_eval/blimp_fast": "blimp/babylm_blimp_fast",
-    "full_eval/blimp_filtered": "blimp/babylm_blimp_filtered",
-    "extra_eval/blimp_original": "blimp/original",
-    "fast_eval/supplement_fast": "blimp_supplement/supplement_fast",
-    "full_eval/supplement_filtered": "blimp_supplement/supplement_filtered",
-    "fast_eval/ewok_fast.zip": "ewok/ewok_fast_babylm2025.zip",
-    "full_eval/ewok_filtered.zip": "ewok/ewok_filtered_full.zip",
-    "fast_eval/entity_tracking_fast": "entity_tracking/fast",
-    "full_eval/entity_tracking": "entity_tracking/full",
-    "full_eval/wug_adj_nominalization": "wug/wug_adj_nominalization",
-    "full_eval/winoground_filtered": "winoground/babylm_winoground_filtered",
-    "extra_eval/caption_matching": "flickr8k_1k",
-}
-
 
 def babylm_layout(root: Path, shared: Path) -> Path:
-    """A BabyLM ``evaluation_data`` folder made of symlinks into the shared data (nothing copied; links already
-    there are kept, so a benchmark can be rerun on its folder). Tests and benchmarks share it."""
-    for rel, target in LAYOUT.items():
-        link = root / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            link.symlink_to(shared / target)
+    """A BabyLM ``evaluation_data`` folder made of symlinks into the shared data (``babymerge data --build``'s
+    function; links already there are kept, so a benchmark can be rerun on its folder)."""
+    from babymerge.evaluation.layout import build_layout
+
+    build_layout([shared], root)
     return root
 
 

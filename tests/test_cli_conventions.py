@@ -14,14 +14,15 @@ from babymerge.cli._flags import config_from_args
 
 # where an option is meaningful: the commands that must have it
 OUT = {"convert", "demo", "eval", "features", "fold", "gram", "init", "merge", "plot-loss", "sweep", "tokenizer"}
-OUT |= {"train"}
-DEVICE = {"demo", "eval", "features", "sweep", "train"}
-PROGRESS = {"demo", "features", "merge", "sweep", "tokenizer", "train"}
+OUT |= {"diagnose", "train"}
+DEVICE = {"demo", "diagnose", "eval", "features", "sweep", "train"}
+PROGRESS = {"demo", "diagnose", "features", "merge", "sweep", "tokenizer", "train"}
 DATA_DIR = {"data", "demo", "eval", "sweep"}
 # per command with a config: a minimal command line (its required values), and a field with its default, a
 # YAML value and a flag value
 CONFIGURED = {
     "demo": ([], ("seed", 0, 5, 7)),
+    "diagnose": (["t", "m", "--base", "b", "--out", "o"], ("seed", 0, 5, 7)),
     "eval": (["ckpt", "--tasks", "t", "--out", "o"], ("limit", None, 5, 7)),
     "features": (["imgs", "--out", "f.safetensors"], ("seed", 0, 5, 7)),
     "init": (["--tokenizer", "tok", "--out", "o"], ("seed", 0, 5, 7)),

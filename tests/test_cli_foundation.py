@@ -96,7 +96,8 @@ def test_captions_naming_a_missing_image(tmp_path, capsys):
     [
         (["--random-backbone", "--pooling", "grid", "--grid-size", "9"], "--grid-size 9 is larger"),
         (["--random-backbone", "--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--backbone", "no-such-org/no-such-backbone"], "backbone 'no-such-org/no-such-backbone' could not be loaded"),
+        (["--backbone", "no-such-org/no-such-backbone"], "no-such-org/no-such-backbone: not a local folder and not in"),
+        (["--backbone", "./none"], "./none: no such folder (the backbone looks like a local path)"),
     ],
 )
 def test_feature_options_are_checked(image_folder, tmp_path, capsys, args, named):

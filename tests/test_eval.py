@@ -24,6 +24,7 @@ from helpers import (
 )
 
 from babymerge.errors import BabymergeError
+from babymerge.evaluation.docs import round_robin  # documents are listed round-robin across paradigms
 from babymerge.features.store import FeatureFile
 
 
@@ -66,6 +67,9 @@ def test_text_tasks_equal_the_babylm_rules(layout, shared_data, tokenizer):
         "babylm_ewok_fast": ewok,
         "babylm_entity_tracking_fast": tracking,
         "babylm_wug_adj": wug,
+    }
+    reference = {
+        t: items if t == "babylm_wug_adj" else round_robin(items, lambda x: x[0]) for t, items in reference.items()
     }
     sizes = {"babylm_blimp_fast": 16, "babylm_entity_tracking_fast": 5}
     picks = {task: spread(len(items), sizes.get(task, 8)) for task, items in reference.items()}
@@ -124,7 +128,7 @@ def test_images_change_winoground_and_mixed_requests(layout, shared_data, tokeni
         assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
         assert min(abs(a - b) for a, b in zip(expected, black, strict=True)) > 1e-3  # the image matters
         scores[(row["image_idx"], row["image_key"])] = expected
-    blimp = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    blimp = round_robin(read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast"), lambda x: x[1]["UID"])
     for sample in out["samples"]["babylm_blimp_fast"]:
         record = blimp[sample["doc_id"]][1]
         expected = [reference_logprob(model, tokenizer, "", record[k]) for k in ("sentence_good", "sentence_bad")]
@@ -190,15 +194,20 @@ def test_plain_hf_model_type(layout, shared_data, tokenizer, make_checkpoint):
     folder = make_checkpoint(4)
     lm = HFLM(pretrained=str(folder), trust_remote_code=True, device="cpu", batch_size=4)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    picks = {"babylm_entity_tracking_fast": [0, 100], "babylm_ewok_fast": [0, 700]}
+    picks = {
+        "babylm_entity_tracking_fast": [0, 600],
+        "babylm_ewok_fast": [0, 7],
+    }  # lines 0, 100 and 0, 700 (round-robin)
     manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(layout)})
     out = simple_evaluate(model=lm, tasks=list(picks), task_manager=manager, samples=picks, bootstrap_iters=0)
-    tracking = read_jsonl_files(shared_data / "entity_tracking" / "fast")
+    tracking = round_robin(read_jsonl_files(shared_data / "entity_tracking" / "fast"), lambda x: (x[0], x[1]["numops"]))
     for sample in out["samples"]["babylm_entity_tracking_fast"]:
         record = tracking[sample["doc_id"]][1]
         expected = [reference_logprob(model, tokenizer, record["input_prefix"], o) for o in record["options"]]
         assert np.allclose(resps(sample), expected, atol=1e-4, rtol=0)
-    ewok = read_ewok_zip(shared_data / "ewok" / "ewok_fast_babylm2025.zip", b"BabyLM2025")
+    ewok = round_robin(
+        read_ewok_zip(shared_data / "ewok" / "ewok_fast_babylm2025.zip", b"BabyLM2025"), lambda r: r["Domain"]
+    )
     for sample in out["samples"]["babylm_ewok_fast"]:
         record = ewok[sample["doc_id"]]
         targets = [" " + record["Target1"], " " + record["Target2"]]
@@ -217,7 +226,7 @@ def test_identical_blimp_pairs_count_as_correct(layout, shared_data, tokenizer):
     from babymerge.evaluation import evaluate
     from babymerge.training.init import init_model
 
-    records = read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast")
+    records = round_robin(read_jsonl_files(shared_data / "blimp" / "babylm_blimp_fast"), lambda x: x[1]["UID"])
     same = [i for i, (_, r) in enumerate(records) if r["sentence_good"] == r["sentence_bad"]]
     assert len(same) == 3
     model = init_model(tokenizer, "tiny", seed=1).eval()

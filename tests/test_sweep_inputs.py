@@ -84,7 +84,9 @@ def test_changed_inputs_are_recomputed_and_counted(models, make_checkpoint, tmp_
         changed = sweep(models, store, **fields)
         after = values(changed.run())
     assert len(changed.scorer.calls) == 2 and changed.recomputed == 2
-    assert "recomputing 2 results stored for other inputs" in caplog.text
+    named = {"param": "--param", "same_name_other_weights": "text-only checkpoint weights", "limit": "--limit"}
+    named |= {"data": "data", "seed": "--seed"}  # this scorer tells no task's files: the whole data dir counts
+    assert f"recomputing 2 results stored for other inputs: {named[change]} changed (2)" in caplog.text
     if change in ("param", "same_name_other_weights", "seed"):  # the weights differ, so must the scores
         assert all(after[k] != before[k] for k in before)
 
@@ -97,7 +99,7 @@ def test_store_of_the_previous_format_is_recomputed_with_a_notice(models, tmp_pa
         s = sweep(models, store)
         records = s.run()
     assert len(s.scorer.calls) == 2 and s.recomputed == 1
-    assert "1 stored results predate input fingerprints" in caplog.text
+    assert "the stored results predate input fingerprints (1)" in caplog.text
     assert 123.0 not in values(records).values()
     assert len(ResultStore(store).records()) == 3  # the old line is kept, not reused
 

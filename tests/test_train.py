@@ -17,6 +17,7 @@ from tokenizers import pre_tokenizers
 from transformers import TrainerCallback
 
 from babymerge.cli import main
+from babymerge.features.model_fields import model_fields
 from babymerge.features.store import FeatureFile
 from babymerge.formats.captions import read_captions
 from babymerge.training import TrainConfig, milestone_name, train
@@ -72,7 +73,7 @@ def setup(tmp_path_factory, shared_data):
     features = dinov2_features(image_dir, sorted(p.name for p in image_dir.iterdir())[:NUM_IMAGES])
     features.save(root / "features.safetensors")
     init = root / "init"
-    save_checkpoint(init_model(tokenizer, "tiny", seed=0, black_features=features.black), tokenizer, init)
+    save_checkpoint(init_model(tokenizer, "tiny", seed=0, **model_fields(features)), tokenizer, init)
     return {
         "root": root,
         "text": text_dir,

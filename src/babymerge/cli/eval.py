@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         output_path=str(config.out),
         data_dir=config.data_dir and str(config.data_dir),
         features=config.features and str(config.features),
+        allow_feature_mismatch=config.allow_feature_mismatch,
         batch_size=str(config.batch_size),
         device=config.device,
         limit=None if config.limit is None else f"{config.limit:g}",

@@ -9,9 +9,15 @@ from ._flags import add_config_flags, config_from_args
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..features.extract import run_features
+    from ..features.images import list_images
+    from ..model_source import resolve
 
     config = config_from_args(args)
+    list_images(config.images)  # the inputs, then the backbone, before torch loads: each mistake one line at once
+    if not config.random_backbone:
+        resolve(config.backbone, "backbone", instead=", or use --random-backbone (tests and demos)")
+    from ..features.extract import run_features
+
     result = run_features(config)
     tokens, dim = result.features.shape[1:]
     print(

@@ -9,7 +9,7 @@ def parse_parent(value: str) -> tuple[str, str]:
     key, sep, repo = value.partition("=")
     if not sep or not key or not repo:
         raise argparse.ArgumentTypeError(
-            f"expected KEY=owner/name (KEY: a parent's folder name or path), got {value!r}"
+            f"expected KEY=owner/name (KEY: a parent's path, the end of it, or its name on the card), got {value!r}"
         )
     return key, repo
 
@@ -24,8 +24,8 @@ def register(subparsers) -> None:
         type=parse_parent,
         default=[],
         metavar="KEY=owner/name",
-        help="Hub id of a parent that the recipe names by a local folder (KEY: its folder name or path); "
-        "these become the card's base_model",
+        help="Hub id of a parent that the recipe names by a local folder (KEY: its path, the end of it, or its "
+        "name on the card, e.g. text/final for runs/text/checkpoints/final); these become the card's base_model",
     )
     parser.add_argument(
         "--results",

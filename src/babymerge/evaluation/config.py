@@ -19,6 +19,9 @@ class EvalConfig(BaseModel):
         None, description="folder in BabyLM's evaluation_data layout (see babymerge data; default $BABYMERGE_DATA)"
     )
     features: Path | None = Field(None, description="feature file (babymerge features) for image tasks")
+    allow_feature_mismatch: bool = Field(
+        False, description="use a feature file from another backbone or pooling than the checkpoint's"
+    )
     batch_size: int | str = Field(32, description="lm-eval batch size (a number, auto or auto:N)")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     limit: float | None = Field(None, gt=0, description="documents per task, or a fraction below 1 (quick checks)")

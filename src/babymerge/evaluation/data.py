@@ -101,7 +101,7 @@ def read_lines(
         for file in files:
             yield from _numbered(str(file), file.read_text(encoding="utf-8"))
         return
-    archive = base.with_name(base.name + ".zip")
+    archive = base if zipfile.is_zipfile(base) else base.with_name(base.name + ".zip")  # a zip linked as NAME too
     if archive.is_file():
         yield from _zip_lines(archive, source, suffix)
         return
@@ -166,14 +166,35 @@ def describe_sources(root: str | os.PathLike | None = None) -> list[dict[str, st
     out = []
     for name, source in SOURCES.items():
         place = base / source.path
-        present = place.is_dir() or place.with_name(place.name + ".zip").is_file()
         out.append(
             {
                 "name": name,
                 "path": str(place),
-                "present": "yes" if present else "no",
+                "present": "yes" if is_present(name, root) else "no",
                 "required": "yes" if source.required else "no",
                 "origin": source.origin,
             }
         )
     return out
+
+
+def is_present(name: str, root: str | os.PathLike | None = None) -> bool:
+    """Whether data set ``name`` is in the data directory (a folder, a zip linked under its name, or ``NAME.zip``)."""
+    place = data_dir(root) / SOURCES[name].path
+    return place.is_dir() or zipfile.is_zipfile(place) or place.with_name(place.name + ".zip").is_file()
+
+
+def missing_data(tasks: dict[str, str], root: str | os.PathLike | None, hint: str) -> str | None:
+    """One line naming the first missing data set of ``{task: data set}`` (the folder looked for, the data dir
+    and ``hint``: how to give another), or None when all are present. Checked before any model loads."""
+    base = data_dir(root)
+    if tasks and not base.is_dir():
+        return f"{base}: no such data folder for {', '.join(tasks)} ({hint}; see `babymerge data`)"
+    for task, name in tasks.items():
+        if not is_present(name, root):
+            place = base / SOURCES[name].path
+            return (
+                f"{place}: not found (nor {place.name}.zip) for task data {name!r} of {task}; looked in data dir "
+                f"{base} ({hint}; origin: {SOURCES[name].origin}; see `babymerge data`)"
+            )
+    return None

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .. import modeling  # noqa: F401  (registers babyllava: its checkpoints load without remote code)
 from ..errors import BabymergeError
-from ..features.store import FeatureFile
+from ..features.store import FeatureFile, mismatch
 from . import shared_prefix
 from .metrics import BabyLMAnswer
 
@@ -65,14 +65,24 @@ class BabyLlavaLM(HFLM):
     """HFLM for babyllava checkpoints (a folder or a loaded model) with optional image features.
 
     ``features``: a feature file path (``babymerge features``) or a ``FeatureFile``; needed by image tasks.
+    One made with another backbone or pooling than the checkpoint records is refused unless
+    ``allow_feature_mismatch`` (a model_args key).
     babyllava checkpoints load with babymerge's own code: ``trust_remote_code`` stays off unless asked for.
     Answers are ``BabyLMAnswer`` tuples, which the whole-sentence tasks require (see ``metrics.py``).
+    Logits, log-softmax and the sums over a continuation are float32 whatever the model's dtype.
     """
 
     MULTIMODAL = True
 
-    def __init__(self, pretrained: Any, features: str | os.PathLike | FeatureFile | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pretrained: Any,
+        features: str | os.PathLike | FeatureFile | None = None,
+        allow_feature_mismatch: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("backend", "causal")
+        kwargs.setdefault("softmax_dtype", "float32")  # option log-probs in float32 on HFLM's fallback path too
         super().__init__(pretrained=pretrained, **kwargs)
         config = self.model.config
         if not hasattr(config, "image_token_index") or not hasattr(config, "text_config"):
@@ -81,6 +91,7 @@ class BabyLlavaLM(HFLM):
             self._max_length = int(config.text_config.max_position_embeddings)
         self.image_token_index = int(config.image_token_index)
         self.image_base = int(config.text_config.vocab_size)
+        self.allow_feature_mismatch = str(allow_feature_mismatch).lower() in ("true", "1", "yes")
         self.features = self._load_features(features)
         self._splits: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self._plans: dict[tuple, shared_prefix.PrefixPlan] = {}
@@ -90,6 +101,10 @@ class BabyLlavaLM(HFLM):
             return None
         file = features if isinstance(features, FeatureFile) else FeatureFile.load(features)
         config = self.model.config
+        if (problem := mismatch(file.meta, config)) and not self.allow_feature_mismatch:
+            name = "feature file" if isinstance(features, FeatureFile) else features
+            allow = "--allow-feature-mismatch (allow_feature_mismatch=true in --model_args)"
+            raise BabymergeError(f"{name}: {problem}; pass {allow} to evaluate anyway")
         if (file.num_image_tokens, file.feature_dim) != (config.num_image_tokens, config.vision_feature_dim):
             raise BabymergeError(
                 f"feature file holds ({file.num_image_tokens}, {file.feature_dim}) features per image but the model "
@@ -197,9 +212,11 @@ class BabyLlavaLM(HFLM):
             return out.last_hidden_state, tails.last_hidden_state
 
     def _head(self, rows: torch.Tensor) -> torch.Tensor:
+        """Logits in float32 whatever the model's dtype: bf16 logits would tie options that float32 keeps apart."""
         head = self.model.get_output_embeddings()
-        with self._forward_context():
-            return head(rows.to(head.weight.dtype))
+        bias = None if head.bias is None else head.bias.float()
+        with torch.no_grad():
+            return torch.nn.functional.linear(rows.float(), head.weight.float(), bias)
 
     def _model_call(
         self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None

@@ -1,7 +1,11 @@
 """Per-document results and aggregations that reproduce BabyLM 2025's scores inside lm-eval.
 
 Accuracies are fractions (lm-eval's convention; BabyLM prints them x100). The correct option is index 0
-and wins ties, as in BabyLM. Winoground's classic text/image/group scores use strict comparisons.
+and wins ties, as in BabyLM (``acc``, the primary metric). Beside it each choice task reports
+``tie_fraction``, the share of items whose correct option ties exactly with another for the highest score,
+and ``acc_tie_neutral``, the same aggregation with a k-way tie scoring 1/k (the expected accuracy when ties are
+broken at random). Winoground's classic text/image/group scores use strict comparisons; their tie-neutral
+versions score each tied comparison 1/2.
 """
 
 from __future__ import annotations
@@ -61,15 +65,35 @@ def first_wins(lls: Sequence[float]) -> float:
     return float(lls[0] >= max(lls[1:]))
 
 
+def tie_neutral(lls: Sequence[float]) -> float:
+    """1/k when option 0 shares the highest score with k - 1 others (1.0 alone at the top, 0.0 below it)."""
+    best = max(lls)
+    return 1.0 / sum(ll == best for ll in lls) if lls[0] == best else 0.0
+
+
+def tied(lls: Sequence[float]) -> float:
+    """1.0 when option 0 ties exactly with another option for the highest score (BabyLM counts it correct)."""
+    return float(0.0 < tie_neutral(lls) < 1.0)
+
+
+def choice_metrics(lls: Sequence[float], *key: Any) -> dict[str, Any]:
+    """``acc`` (BabyLM: ties go to option 0), ``acc_tie_neutral`` and ``tie_fraction`` of one item; the first two
+    are prefixed with ``key`` (UID, domain, ...) for the task's aggregation, ``tie_fraction`` is a plain mean."""
+    acc, neutral = first_wins(lls), tie_neutral(lls)
+    if key:
+        acc, neutral = (*key, acc), (*key, neutral)
+    return {"acc": acc, "acc_tie_neutral": neutral, "tie_fraction": tied(lls)}
+
+
 def pair_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """EWoK: ``(uid, correct)`` for a macro-average over UIDs (any model type scores it as BabyLM does)."""
-    return {"acc": (doc["uid"], first_wins(_lls(results)))}
+    return choice_metrics(_lls(results), doc["uid"])
 
 
 @needs_babyllava
 def sentence_pair_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """BLiMP, supplement (whole sentences, empty context): ``(uid, correct)``; ``babyllava`` answers only."""
-    return {"acc": (doc["uid"], first_wins(_babylm_lls(results)))}
+    return choice_metrics(_babylm_lls(results), doc["uid"])
 
 
 def macro_accuracy(items: Sequence[tuple[str, float]]) -> float:
@@ -81,7 +105,7 @@ def macro_accuracy(items: Sequence[tuple[str, float]]) -> float:
 
 
 def entity_tracking_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
-    return {"acc": (doc["split"], doc["numops"], first_wins(_lls(results)))}
+    return choice_metrics(_lls(results), doc["split"], doc["numops"])
 
 
 def entity_tracking_accuracy(items: Sequence[tuple[str, int, float]]) -> float:
@@ -118,42 +142,73 @@ def winoground_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]
     """Unpaired accuracy (BabyLM's Winoground score) and the items the classic scores pair up."""
     lls = _babylm_lls(results)
     item = (doc["example"], doc["image_key"], lls[0], lls[1])
-    return {"acc": first_wins(lls), "text_score": item, "image_score": item, "group_score": item}
+    classic = ("text_score", "image_score", "group_score", "image_tie_fraction")
+    classic += tuple(f"{name}_tie_neutral" for name in classic[:3])
+    return {**choice_metrics(lls), **dict.fromkeys(classic, item)}
 
 
-def _paired(items: Sequence[tuple[int, str, float, float]]) -> list[tuple[bool, bool]]:
-    """(text correct, image correct) per Winoground example whose two images are both present.
+def _wins(a: float, b: float, neutral: bool) -> float:
+    """1.0 when ``a > b``; a tie scores 1/2 when ``neutral`` (else 0, the classic strict rule)."""
+    return 1.0 if a > b else 0.5 if neutral and a == b else 0.0
+
+
+def _examples(items: Sequence[tuple[int, str, float, float]]) -> list[tuple[float, float, float, float]]:
+    """``(s(c0|i0), s(c1|i0), s(c1|i1), s(c0|i1))`` per Winoground example whose two images are both present.
 
     Row of image_0: (s(c0|i0), s(c1|i0)); row of image_1 (captions swapped): (s(c1|i1), s(c0|i1)).
     """
     rows: dict[int, dict[str, tuple[float, float]]] = defaultdict(dict)
     for example, key, ll_true, ll_other in items:
         rows[example][key] = (ll_true, ll_other)
-    out = []
-    for pair in rows.values():
-        if len(pair) != 2:
-            continue
-        (c0_i0, c1_i0), (c1_i1, c0_i1) = pair["image_0"], pair["image_1"]
-        out.append((c0_i0 > c1_i0 and c1_i1 > c0_i1, c0_i0 > c0_i1 and c1_i1 > c1_i0))
-    return out
+    return [(*pair["image_0"], *pair["image_1"]) for pair in rows.values() if len(pair) == 2]
+
+
+def _paired(items: Sequence[tuple[int, str, float, float]], neutral: bool = False) -> list[tuple[float, float]]:
+    """(text score, image score) per paired example: the product of its two comparisons, each strict, or
+    scoring a tie 1/2 when ``neutral``."""
+    return [
+        (
+            _wins(c0_i0, c1_i0, neutral) * _wins(c1_i1, c0_i1, neutral),
+            _wins(c0_i0, c0_i1, neutral) * _wins(c1_i1, c1_i0, neutral),
+        )
+        for c0_i0, c1_i0, c1_i1, c0_i1 in _examples(items)
+    ]
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 def text_score(items: Sequence[tuple[int, str, float, float]]) -> float:
-    paired = _paired(items)
-    return float(np.mean([t for t, _ in paired])) if paired else float("nan")
+    return _mean([t for t, _ in _paired(items)])
 
 
 def image_score(items: Sequence[tuple[int, str, float, float]]) -> float:
-    paired = _paired(items)
-    return float(np.mean([i for _, i in paired])) if paired else float("nan")
+    return _mean([i for _, i in _paired(items)])
 
 
 def group_score(items: Sequence[tuple[int, str, float, float]]) -> float:
-    paired = _paired(items)
-    return float(np.mean([t and i for t, i in paired])) if paired else float("nan")
+    return _mean([float(t == 1.0 and i == 1.0) for t, i in _paired(items)])
+
+
+def text_score_tie_neutral(items: Sequence[tuple[int, str, float, float]]) -> float:
+    return _mean([t for t, _ in _paired(items, neutral=True)])
+
+
+def image_score_tie_neutral(items: Sequence[tuple[int, str, float, float]]) -> float:
+    return _mean([i for _, i in _paired(items, neutral=True)])
+
+
+def group_score_tie_neutral(items: Sequence[tuple[int, str, float, float]]) -> float:
+    return _mean([t * i for t, i in _paired(items, neutral=True)])
+
+
+def image_tie_fraction(items: Sequence[tuple[int, str, float, float]]) -> float:
+    """Share of paired examples where a caption scores exactly the same given either image."""
+    return _mean([float(c0_i0 == c0_i1 or c1_i1 == c1_i0) for c0_i0, c1_i0, c1_i1, c0_i1 in _examples(items)])
 
 
 @needs_babyllava
 def choice_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Caption matching: correct when the true caption (index 0) scores at least as high."""
-    return {"acc": first_wins(_babylm_lls(results))}
+    return choice_metrics(_babylm_lls(results))

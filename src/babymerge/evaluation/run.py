@@ -61,10 +61,14 @@ def evaluate(
 
 def babyllava_lm(model: Any, tokenizer: Any, *, features: Any = None, batch_size: int = 32) -> Any:
     """lm-eval's ``babyllava`` LM around a loaded model (on the model's device), for ``evaluate`` and the sweep."""
+    from . import quiet
     from .lm import BabyLlavaLM
 
     device = str(next(model.parameters()).device)
-    return BabyLlavaLM(pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size, device=device)
+    with quiet.loaded_model():  # HFLM's warnings about accelerate and distributed runs do not apply here
+        return BabyLlavaLM(
+            pretrained=model, tokenizer=tokenizer, features=features, batch_size=batch_size, device=device
+        )
 
 
 def task_manager(
@@ -95,8 +99,11 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    """A markdown table across tasks; values x100 as BabyLM prints them (accuracy %, Spearman x100)."""
-    lines = ["| task | metric | score |", "|---|---|---|"]
+    """A markdown table across tasks; values x100 as BabyLM prints them (accuracy %, Spearman x100); a run with a
+    document limit says so in the header."""
+    limit = (results.get("config") or {}).get("limit")
+    score = f"score (limit {float(limit):g} per task)" if limit else "score"
+    lines = [f"| task | metric | {score} |", "|---|---|---|"]
     for row in summary_rows(results):
         value = "n/a" if math.isnan(row["value"]) else f"{100 * row['value']:.2f}"
         lines.append(f"| {row['task']} | {row['metric']} | {value} |")
@@ -118,6 +125,7 @@ def run_cli(
     output_path: str,
     data_dir: str | None = None,
     features: str | None = None,
+    allow_feature_mismatch: bool = False,
     batch_size: str = "32",
     device: str = "cpu",
     limit: str | None = None,
@@ -130,18 +138,21 @@ def run_cli(
     only (its ~10k built-in configs are skipped). ``save_to_model`` also writes ``eval_results.json`` (metrics
     only, see :func:`model_results`) into ``model_dir`` for ``babymerge push``.
     """
-    if save_to_model and not Path(model_dir).is_dir():
-        raise BabymergeError(f"{model_dir}: not a local model folder; cannot save {MODEL_RESULTS_FILE} into it")
+    model_dir = check_inputs(
+        model_dir, tasks, data_dir=data_dir, features=features, limit=limit, save_to_model=save_to_model
+    )
     from lm_eval.__main__ import cli_evaluate
 
     from ..io import atomic_file
-    from .plugin import include_tasks, index_requested_only, register_model
+    from .plugin import include_tasks, index_requested_only, refuse_other_model_types, register_model
 
     register_model()
     include_tasks()
     index_requested_only()
+    refuse_other_model_types()
     root = _resolve_data_dir(data_dir)
     model_args = f"pretrained={model_dir}" + (f",features={features}" if features else "")
+    model_args += ",allow_feature_mismatch=true" if allow_feature_mismatch else ""
     argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", tasks]
     argv += ["--metadata", json.dumps({"data_dir": str(root)})]
     argv += ["--batch_size", str(batch_size), "--device", device, "--output_path", output_path]
@@ -162,6 +173,53 @@ def run_cli(
         with atomic_file(Path(model_dir) / MODEL_RESULTS_FILE) as tmp:
             tmp.write_text(json.dumps(model_results(results), indent=2) + "\n")
     return table
+
+
+def check_inputs(
+    model: str,
+    tasks: str,
+    *,
+    data_dir: str | None = None,
+    features: str | None = None,
+    limit: str | None = None,
+    save_to_model: bool = False,
+) -> str:
+    """What ``run_cli`` checks before lm-eval or any model loads, each mistake one line (about a second):
+    ``--save-to-model`` with ``--limit``, the model (a missing folder, a training run's folder, a Hub name
+    while offline: ``model_source``), ``babylm_*`` task names, the tasks' data and the feature file.
+    Returns the model as lm-eval should load it (``~`` expanded)."""
+    from ..model_source import looks_local, resolve
+    from .plugin import check_task_data, check_task_names
+
+    if save_to_model and limit:
+        raise BabymergeError(
+            f"--save-to-model with --limit {limit}: a subset of each task cannot be published; drop one of them"
+        )
+    if save_to_model and not looks_local(model):
+        raise BabymergeError(f"{model}: not a local model folder; cannot save {MODEL_RESULTS_FILE} into it")
+    folder = Path(resolve(model, "model"))
+    if folder.is_dir():
+        check_model_folder(folder)
+    names = [name for name in tasks.split(",") if name]
+    check_task_names(names)
+    check_task_data(names, data_dir)
+    if features and not Path(features).is_file():
+        raise BabymergeError(f"{features}: no such feature file (--features; see `babymerge features`)")
+    return str(folder)
+
+
+def check_model_folder(folder: Path) -> None:
+    """A checkpoint folder has ``config.json``; a training run's folder is named as such, with its final
+    checkpoint (or its milestones) suggested."""
+    if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
+        return
+    checkpoints = folder / "checkpoints"
+    if checkpoints.is_dir():
+        final = checkpoints / "final"
+        found = sorted(p.name for p in checkpoints.iterdir() if (p / "config.json").is_file())
+        hint = f"did you mean {final}?" if final.is_dir() else f"its checkpoints: {', '.join(found) or 'none yet'}"
+        raise BabymergeError(f"{folder}: a training run folder, not a checkpoint; {hint}")
+    raise BabymergeError(f"{folder}: not a checkpoint folder (no config.json)")
 
 
 MODEL_RESULTS_FILE = "eval_results.json"

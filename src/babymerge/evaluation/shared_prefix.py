@@ -228,15 +228,17 @@ def score(
 
     ``hidden(stems)`` returns the last hidden states of the stems, ``(stems, stem width, hidden)``, and of the
     tails run after them, ``(computing requests, tail width, hidden)`` (None when the tail width is 0);
-    ``head(rows)`` maps ``(rows, hidden)`` to ``(rows, vocab)`` logits.
+    ``head(rows)`` maps ``(rows, hidden)`` to ``(rows, vocab)`` logits. Log-probabilities and their sums are
+    float32 at least (``softmax_dtype`` may ask for float64), whatever the logits' dtype: bf16 sums tie often.
     """
+    dtype = softmax_dtype or torch.float32
     values: torch.Tensor | None = None
     best = torch.full((prefix_plan.nodes,), -1, dtype=torch.long)
     for batch in prefix_plan.batches:
         if batch.stems is not None:
             states = _row_states(batch, *hidden(batch.stems))
             device = states.device
-            logprobs = torch.log_softmax(head(states), dim=-1, dtype=softmax_dtype)
+            logprobs = torch.log_softmax(head(states), dim=-1, dtype=torch.promote_types(dtype, torch.float32))
             if values is None:
                 values = torch.zeros(prefix_plan.slots, dtype=logprobs.dtype)
             values[batch.pick_slots] = logprobs[batch.pick_rows.to(device), batch.pick_tokens.to(device)].cpu()

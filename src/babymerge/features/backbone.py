@@ -37,7 +37,13 @@ class Backbone:
 
 
 def load_backbone(name_or_path: str = DEFAULT_BACKBONE, device: str = "cpu") -> Backbone:
-    """``AutoModel`` + ``AutoImageProcessor`` from a Hub name (cached) or a local folder, in eval mode."""
+    """``AutoModel`` + ``AutoImageProcessor`` from a Hub name (cached) or a local folder, in eval mode.
+
+    A missing local folder, or a Hub name that is not cached while offline, is refused at once (``model_source``).
+    """
+    from ..model_source import resolve
+
+    name_or_path = resolve(name_or_path, "backbone", instead=", or use --random-backbone (tests and demos)")
     try:
         processor = AutoImageProcessor.from_pretrained(name_or_path)
         model = AutoModel.from_pretrained(name_or_path)

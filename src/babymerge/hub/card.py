@@ -4,14 +4,17 @@ Built with huggingface_hub's ``ModelCard``/``ModelCardData``/``EvalResult`` from
 ``mergekit_config.yml`` (the recipe mergekit wrote) and, when present, lm-eval results (``eval_results.json``
 written by ``babymerge eval --save-to-model``, or a results file given explicitly). Metadata follows the Hub's
 convention for merges (``base_model`` = the parents' Hub ids, ``base_model_relation: merge``); local parent
-folders are named by their Hub id (``--parent KEY=owner/name``) or, failing that, by their folder name, so no
-local absolute path reaches the card or the recipe that is uploaded.
+folders are named by their Hub id (``--parent KEY=owner/name``) or, failing that, by a short name that tells
+them apart (``text/final``, ``multimodal/final``), so no local absolute path reaches the card or the recipe
+that is uploaded. The recipe is shown and uploaded as its YAML content (its comments, written for the local
+recipe, stay behind). A checkpoint whose image features came from a random backbone says so.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,12 @@ import yaml
 
 from ..errors import BabymergeError
 from ..evaluation.results import metrics
+from ..features.store import RANDOM_BACKBONE_WARNING
 
 RECIPE_FILE = "mergekit_config.yml"
 RESULTS_FILE = "eval_results.json"
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+RANDOM_BACKBONE_PREFIX = "random-"  # ``features.backbone.random_dinov2`` names its backbone random-tiny-dinov2-seedN
 
 
 @dataclass
@@ -34,8 +39,15 @@ class MergeSummary:
     parents: list[str]
     base_model: str | None
     parameters: dict[str, Any]
-    recipe: str
+    recipe: str  # the YAML content, without the recipe file's comments
     results: dict[str, dict[str, float]] = field(default_factory=dict)
+    vision_backbone: str | None = None  # config.json's ``vision_backbone`` (the features' backbone)
+
+    @property
+    def random_backbone(self) -> bool:
+        """Whether the image features came from a randomly initialised backbone (``babymerge features
+        --random-backbone``: the feature file's ``random_backbone`` metadata, its backbone name in the config)."""
+        return (self.vision_backbone or "").startswith(RANDOM_BACKBONE_PREFIX)
 
 
 def _model_path(ref: Any) -> str:
@@ -96,7 +108,16 @@ def read_summary(out_dir: str | Path, results_file: str | Path | None = None) ->
         parents.append(base)
     results_path = Path(results_file) if results_file else out_dir / RESULTS_FILE
     results = read_results(results_path) if (results_file or results_path.is_file()) else {}
-    return MergeSummary(data["merge_method"], parents, base, parameters, recipe, results)
+    content = yaml.safe_dump(data, sort_keys=False, width=1 << 16)
+    return MergeSummary(data["merge_method"], parents, base, parameters, content, results, _backbone(out_dir))
+
+
+def _backbone(out_dir: Path) -> str | None:
+    try:
+        backbone = json.loads((out_dir / "config.json").read_text()).get("vision_backbone")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backbone if isinstance(backbone, str) else None
 
 
 def read_results(path: Path) -> dict[str, dict[str, float]]:
@@ -121,24 +142,51 @@ def read_results(path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def local_names(paths: list[str]) -> dict[str, str]:
+    """Short names that tell local folders apart: the folder name, preceded (only where names clash) by the
+    nearest folders above it that differ, skipping levels they share: ``runs/text/checkpoints/final`` and
+    ``runs/multimodal/checkpoints/final`` become ``text/final`` and ``multimodal/final``."""
+    tails = {p: Path(p).parts[::-1] for p in paths}
+    chosen = {p: list(tails[p][:1]) or [p] for p in paths}
+    for depth in range(1, max((len(t) for t in tails.values()), default=0)):
+        clashes = defaultdict(list)
+        for path in paths:
+            clashes[tuple(chosen[path])].append(path)
+        for group in clashes.values():
+            level = {tails[p][depth] if depth < len(tails[p]) else "" for p in group}
+            if len(group) > 1 and len(level) > 1:
+                for path in group:
+                    if depth < len(tails[path]) and tails[path][depth] != Path(path).anchor:
+                        chosen[path].append(tails[path][depth])
+    return {path: "/".join(reversed(chosen[path])) for path in paths}
+
+
 def parent_names(parents: list[str], hub_ids: dict[str, str] | None = None) -> dict[str, str]:
     """How the card names each parent: its Hub id (a parent that is one already, or ``hub_ids[KEY]`` where KEY
-    is the parent's path or folder name), else its folder name. Every name in ``hub_ids`` must match a parent."""
-    hub_ids = dict(hub_ids or {})
+    is the parent's path, the end of its path, or its name on the card), else its short name
+    (:func:`local_names`). Every KEY in ``hub_ids`` must match exactly one parent."""
+    local = local_names([p for p in parents if not REPO_ID.match(p)])
     names: dict[str, str] = {}
-    for key, repo in hub_ids.items():
+    for key, repo in dict(hub_ids or {}).items():
         if not REPO_ID.match(repo):
             raise BabymergeError(f"--parent {key}={repo}: expected a Hub id owner/name")
-        matches = [p for p in parents if key in (p, Path(p).name) or Path(key).resolve() == Path(p).resolve()]
+        tail = Path(key).parts
+        matches = [
+            p
+            for p in parents
+            if key in (p, local.get(p))
+            or Path(p).parts[-len(tail) :] == tail
+            or Path(key).resolve() == Path(p).resolve()
+        ]
         if len(matches) != 1:
             found = "no parent" if not matches else f"{len(matches)} parents"
             raise BabymergeError(
                 f"--parent {key}={repo}: {found} of this merge match {key!r} (parents: "
-                f"{', '.join(Path(p).name for p in parents)}; give a parent's folder name or path)"
+                f"{', '.join(local.get(p, p) for p in parents)}; give a parent's name as listed or its path)"
             )
         names[matches[0]] = repo
     for parent in parents:
-        names.setdefault(parent, parent if REPO_ID.match(parent) else Path(parent).name)
+        names.setdefault(parent, local.get(parent, parent))
     return names
 
 
@@ -192,7 +240,8 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
         for task, metrics in sorted(summary.results.items())
         for metric, value in sorted(metrics.items())
     ]
-    hub_parents = [names[p] for p in summary.parents if REPO_ID.match(names[p])]
+    local = local_names([p for p in summary.parents if not REPO_ID.match(p)])
+    hub_parents = [names[p] for p in summary.parents if names[p] != local.get(p)]  # Hub ids, given or named so
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="text-generation",
@@ -217,6 +266,14 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
         f"`{summary.method}`",
         "",
     ]
+    if summary.random_backbone:
+        lines += [
+            "## Image features",
+            "",
+            f"**Warning:** trained with {RANDOM_BACKBONE_WARNING} (config `vision_backbone`: "
+            f"`{summary.vision_backbone}`).",
+            "",
+        ]
     if summary.parameters:
         lines += ["| scope | parameters |", "|---|---|"]
         for scope, params in summary.parameters.items():

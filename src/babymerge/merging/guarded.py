@@ -29,12 +29,12 @@ from .checks import (
     check_recipe,
     check_recipe_keys,
     check_same_architecture,
-    check_shapes,
     check_tensors_reach_output,
     covered_names,
     merge_input,
     read_model,
 )
+from .parents import check_parents, check_same_tensors
 from .plugin import architecture_names
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -68,6 +68,7 @@ def preflight(merge_config: Any, options: Any) -> tuple[list[ModelInputs], dict[
 
     models = [read_model(path) for path in local_model_dirs(merge_config)]
     check_same_architecture(models)
+    check_parents(models, tensors=False)
     arch_name = models[0].architecture
     config = merge_config.referenced_models()[0].config(trust_remote_code=options.trust_remote_code)
     arch = arch_info_for_config(config)
@@ -77,7 +78,7 @@ def preflight(merge_config: Any, options: Any) -> tuple[list[ModelInputs], dict[
     covered = covered_names(arch, config)
     for model in models:
         check_coverage(model, covered, arch_name)
-    check_shapes(models)
+    check_same_tensors(models)
     return models, covered
 
 

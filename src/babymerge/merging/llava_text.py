@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from ..formats.checkpoint import read_tensors
 from .checks import MergeInputError, ModelInputs, check_recipe, covered_names, merge_input, read_model
+from .parents import check_parents
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 
@@ -43,7 +44,6 @@ class MultimodalLayout(BaseModel):
 class LayoutTable(BaseModel):
     multimodal: list[MultimodalLayout]
     text_architecture_suffix: str
-    language_model_fields: list[str]
     never_copied: list[str]
 
 
@@ -147,66 +147,6 @@ def _text_name(name: str, layout: MultimodalLayout) -> str | None:
     return None
 
 
-def _field_name(side: Side, name: str) -> str:
-    return f"text_config.{name}" if side.multimodal else name
-
-
-def check_language_models(sides: list[Side], options: Any) -> None:
-    """Same language-model architecture, widths, depth and vocabulary size on every side (config fields)."""
-    first = sides[0]
-    configs = [s.ref.config(trust_remote_code=options.trust_remote_code).get_text_config() for s in sides]
-    for side, config in zip(sides[1:], configs[1:], strict=True):
-        for name in layouts().language_model_fields:
-            mine, theirs = getattr(config, name, None), getattr(configs[0], name, None)
-            if mine != theirs:
-                raise MergeInputError(
-                    f"{side.path}: config field {_field_name(side, name)} is {mine!r}, but {first.path} has "
-                    f"{_field_name(first, name)} {theirs!r}; the language models of {side.inputs.architecture} "
-                    f"and {first.inputs.architecture} must share architecture and size"
-                )
-
-
-def _tokenizer_vocab(path: Path) -> tuple[dict[str, int], dict[int, str]] | None:
-    file = path / "tokenizer.json"
-    if not file.exists():
-        return None
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as error:
-        raise MergeInputError(f"{file}: unreadable tokenizer ({error})") from error
-    vocab = (data.get("model") or {}).get("vocab") or {}
-    if isinstance(vocab, list):  # unigram: [token, score] pairs
-        vocab = {entry[0]: i for i, entry in enumerate(vocab)}
-    added = {entry["id"]: entry["content"] for entry in data.get("added_tokens") or []}
-    return vocab, added
-
-
-def check_tokenizers(sides: list[Side]) -> None:
-    """Where both sides ship ``tokenizer.json``: the same base vocabulary, and the same token at every shared id."""
-    first = sides[0]
-    reference = _tokenizer_vocab(first.path)
-    if reference is None:
-        return
-    for side in sides[1:]:
-        other = _tokenizer_vocab(side.path)
-        if other is None:
-            continue
-        vocab, theirs = reference[0], other[0]
-        differing = sorted(set(vocab) ^ set(theirs)) or sorted(t for t in vocab if vocab[t] != theirs[t])
-        if differing:
-            token = differing[0]
-            raise MergeInputError(
-                f"{side.path / 'tokenizer.json'}: vocabulary differs from {first.path / 'tokenizer.json'} at token "
-                f"{token!r} (id {theirs.get(token)} vs {vocab.get(token)})"
-            )
-        for token_id in sorted(set(reference[1]) & set(other[1])):
-            if reference[1][token_id] != other[1][token_id]:
-                raise MergeInputError(
-                    f"{side.path / 'tokenizer.json'}: added token id {token_id} is {other[1][token_id]!r}, "
-                    f"but {reference[1][token_id]!r} in {first.path / 'tokenizer.json'}"
-                )
-
-
 def check_tensors(sides: list[Side]) -> None:
     """Every language-model tensor has its counterpart, of the same shape, on every side."""
     first = sides[0]
@@ -296,8 +236,7 @@ def plan_cross_layout(merge_config: Any, options: Any) -> CrossLayoutPlan:
         if not Path(ref.model.path).is_dir():
             raise MergeInputError(f"{ref.model.path}: LLaVA + text-only merges need local model folders")
     sides = [_side(ref) for ref in _ordered_refs(merge_config)]
-    check_language_models(sides, options)
-    check_tokenizers(sides)
+    check_parents([side.inputs for side in sides])
     check_tensors(sides)
     arch = build_architecture(sides, options)
     copied = frozenset(sides[0].extra) if sides[0].multimodal else frozenset()

@@ -55,8 +55,10 @@ def merge_recipe(
     *,
     random_seed: int | None = None,
     quiet: bool = False,
+    out_shard_size: int | None = None,
 ) -> Path:
-    """Fill a recipe's placeholders and run it with mergekit's (guarded) ``run_merge`` in this process."""
+    """Fill a recipe's placeholders and run it with mergekit's (guarded) ``run_merge`` in this process
+    (``out_shard_size``: parameters per output shard, mergekit's default when None)."""
     import yaml
     from mergekit.options import MergeOptions
 
@@ -76,6 +78,7 @@ def merge_recipe(
     register()
     from mergekit.merge import run_merge
 
-    options = MergeOptions(quiet=quiet, random_seed=random_seed)
+    sharding = {} if out_shard_size is None else {"out_shard_size": out_shard_size}
+    options = MergeOptions(quiet=quiet, random_seed=random_seed, **sharding)
     run_merge(config, str(out), options=options, config_source=text)
     return Path(out)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_file
-from .report import primary_metric, requested_tasks
-from .tasks import chance_level, equal_words, title
+from .report import TIES, TIES_NOTE, primary_metric, requested_tasks, with_ties
+from .tasks import chance_level, equal_words, limited_titles, title
 
 SERIES = (("text_only", "tab:blue", "text-only"), ("multimodal_score", "tab:orange", "multimodal"))
 FIELDS = ["words", "text", "multimodal", "text_words", "multimodal_words", "task", "metric"]
-FIELDS += ["text_only", "multimodal_score", "difference"]
+FIELDS += ["text_only", "multimodal_score", "difference", "limit"]
+TIE_FIELDS = ["text_ties", "multimodal_ties"]  # tie fractions x100, where the store holds them
 
 
 def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -27,15 +28,22 @@ def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict
     tasks = requested_tasks(records)
     metrics = {task: primary_metric(records, task) for task in tasks}
     scores: dict[tuple[int, str, str], dict[float, float]] = {}
+    ties: dict[tuple[int, str], dict[float, float]] = {}
+    limits = None  # documents per task (one for the whole grid: it is part of every result's key)
     pairs: dict[int, dict[str, Any]] = {}
     for r in records:
         words = r.get("text_words")
         if r.get("method") != "linear" or r.get("alpha") is None or float(r["alpha"]) not in (0.0, 1.0):
             continue
-        if not equal_words(words, r.get("multimodal_words")) or metrics.get(r["task"]) != r["metric"]:
+        if not equal_words(words, r.get("multimodal_words")):
+            continue
+        if r["metric"] == TIES:
+            ties.setdefault((words, r["task"]), {})[float(r["alpha"])] = 100.0 * r["value"]
+        if metrics.get(r["task"]) != r["metric"]:
             continue
         scores.setdefault((words, r["task"], r["metric"]), {})[float(r["alpha"])] = 100.0 * r["value"]
         pairs.setdefault(words, {k: r[k] for k in ("text", "multimodal", "text_words", "multimodal_words")})
+        limits = limits or r.get("limit")
     rows = []
     for (words, task, metric), by_alpha in sorted(scores.items(), key=lambda kv: (kv[0][0], tasks.index(kv[0][1]))):
         if 0.0 in by_alpha and 1.0 in by_alpha:
@@ -49,8 +57,11 @@ def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict
                     "text_only": text_only,
                     "multimodal_score": multimodal,
                     "difference": text_only - multimodal,
+                    "limit": limits,
                 }
             )
+            tied = ties.get((words, task), {})
+            rows[-1].update({f: tied[a] for f, a in zip(TIE_FIELDS, (1.0, 0.0), strict=True) if a in tied})
     return [t for t in tasks if any(r["task"] == t for r in rows)], rows
 
 
@@ -59,6 +70,7 @@ def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None
     tasks, rows = equal_word_rows(records)
     if not rows:
         return ""
+    titles = limited_titles(records, titles)
     cell = {(r["words"], r["task"]): r for r in rows}
     head = ["words seen"] + [title(t, titles) for t in tasks]
     lines = ["Each cell: text-only / multimodal; words seen: text-only / multimodal checkpoint.", ""]
@@ -66,9 +78,7 @@ def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None
     for words in sorted({r["words"] for r in rows}):
         pair = next(r for r in rows if r["words"] == words)
         cells = [f"{pair['text_words']:,} / {pair['multimodal_words']:,}"]
-        for task in tasks:
-            r = cell.get((words, task))
-            cells.append("" if r is None else f"{r['text_only']:.2f} / {r['multimodal_score']:.2f}")
+        cells += [_cell(cell.get((words, task))) for task in tasks]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for task in tasks:
@@ -78,7 +88,18 @@ def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None
             f"- {title(task, titles)}: text-only ahead at {ahead}, multimodal ahead at {behind}, "
             f"equal at {len(diffs) - ahead - behind} of {len(diffs)} milestones"
         )
+    if any(r.get(f) for r in rows for f in TIE_FIELDS):
+        lines.append(f"- {TIES_NOTE}")
     return "\n".join(lines) + "\n"
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    """``text-only / multimodal`` scores, each with its tie fraction when some items tied."""
+    if row is None:
+        return ""
+    text_only = with_ties(f"{row['text_only']:.2f}", row.get("text_ties"))
+    multimodal = with_ties(f"{row['multimodal_score']:.2f}", row.get("multimodal_ties"))
+    return f"{text_only} / {multimodal}"
 
 
 def write_equal_words(
@@ -92,11 +113,12 @@ def write_equal_words(
     tasks, rows = equal_word_rows(records)
     if not rows:
         return []
+    titles = limited_titles(records, titles)
     md, csv_path = out_dir / "equal_words.md", out_dir / "equal_words.csv"
     with atomic_file(md) as tmp:
         tmp.write_text("# Text-only vs multimodal at equal words seen (x100)\n\n" + markdown(records, titles))
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=FIELDS + [f for f in TIE_FIELDS if any(f in r for r in rows)])
         writer.writeheader()
         writer.writerows(rows)
     return [md, csv_path, plot(tasks, rows, out_dir / "plots" / "equal_words.png", titles, note)]

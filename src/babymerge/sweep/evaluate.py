@@ -4,6 +4,7 @@ for every merge point, so a point costs a merge, a ``load_state_dict`` and the f
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from lm_eval.api.model import LM
@@ -44,16 +45,29 @@ def _tasks_in(task_dict: dict) -> list[Any]:
 
 
 class TaskScorer:
-    """Scores ``lm``'s current weights on prebuilt lm-eval task dicts, one requested task at a time."""
+    """Scores ``lm``'s current weights on prebuilt lm-eval task dicts, one requested task at a time.
 
-    def __init__(self, lm: LM, task_dicts: dict[str, dict], limit: int | float | None = None):
+    ``reads``: the data each requested task's datasets were built from (``evaluation.docs.reading``), when known;
+    ``image_tasks``: the requested tasks some of whose documents carry an image (they read the feature file)."""
+
+    def __init__(
+        self,
+        lm: LM,
+        task_dicts: dict[str, dict],
+        limit: int | float | None = None,
+        reads: dict[str, list[Path]] | None = None,
+    ):
         self.lm = lm
         self.task_dicts = task_dicts
         self.limit = limit
-        for task_dict in task_dicts.values():
+        self.reads = reads
+        self.image_tasks = set()
+        for name, task_dict in task_dicts.items():
             for task in _tasks_in(task_dict):
                 if hasattr(task, "build_all_requests"):
                     build_requests_once(task)
+                if getattr(getattr(task, "config", None), "doc_to_image", None):
+                    self.image_tasks.add(name)
 
     @property
     def tasks(self) -> list[str]:
@@ -100,8 +114,14 @@ def babyllava_scorer(
     """
     from lm_eval.tasks import get_task_dict
 
+    from ..evaluation.docs import reading
     from ..evaluation.run import babyllava_lm, task_manager
 
     lm = babyllava_lm(model, tokenizer, features=features, batch_size=batch_size)
     manager = task_manager(tasks, data_dir)  # lm-eval's own tasks indexed only when one is asked for
-    return TaskScorer(lm, {task: get_task_dict([task], manager) for task in tasks}, limit=limit)
+    task_dicts, reads = {}, {}
+    for task in tasks:
+        with reading() as found:
+            task_dicts[task] = get_task_dict([task], manager)
+        reads[task] = sorted(found)
+    return TaskScorer(lm, task_dicts, limit=limit, reads=reads)

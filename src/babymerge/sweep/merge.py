@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BabymergeError
 from ..formats.checkpoint import check_same_shapes, read_state, shapes
-from ..merging.checks import ModelInputs, check_finite, check_same_architecture, check_shapes, read_model
+from ..merging.checks import ModelInputs, check_finite, check_same_architecture, read_model
+from ..merging.parents import check_parents
 
 TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
 DTYPE = "float32"
@@ -152,26 +153,29 @@ class MergeSpec(BaseModel):
             )
 
 
-def read_checked(folder: str | os.PathLike) -> ModelInputs:
-    """A checkpoint's tensor table, checked as ``mergekit-yaml`` checks its inputs: readable, complete
-    safetensors and finite values (one-line errors naming the file or tensor)."""
-    model = read_model(folder)
-    check_finite(model)
-    return model
+def read_checked(folders: list[str | os.PathLike]) -> list[ModelInputs]:
+    """The checkpoints' tensor tables, checked before any work as ``mergekit-yaml`` checks its inputs: one
+    tokenizer and one size (``merging.parents``), readable, complete safetensors and finite values (one-line
+    errors naming the files, fields or tensors)."""
+    models = [read_model(folder) for folder in folders]
+    check_parents(models)
+    for model in models:
+        check_finite(model)
+    return models
 
 
 def load_state(folder: str | os.PathLike, check: bool = True) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint folder (all its safetensors shards), after :func:`read_checked`."""
     if check:
-        read_checked(folder)
+        read_checked([folder])
     return read_state(folder)
 
 
 def check_same_tensors(folders: dict[str, Path]) -> None:
-    """Every model must share one architecture and hold the same tensor names and shapes."""
+    """Every model must share one architecture, tokenizer and size (the same tensor names and shapes)."""
     models = [read_model(folder) for folder in folders.values()]
     check_same_architecture(models)
-    check_shapes(models)
+    check_parents(models)
 
 
 def check_same_states(states: dict[str, dict[str, torch.Tensor]], folders: dict[str, Path]) -> None:

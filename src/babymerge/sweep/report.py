@@ -13,9 +13,14 @@ from typing import Any
 
 from ..io import atomic_file
 from .store import PointKey
-from .tasks import chance_level, equal_words, is_image_task, title, words_label
+from .tasks import chance_level, equal_words, is_image_task, limited_titles, title, words_label
 
 PRIMARY = ("acc", "text_score", "spearman", "acc_norm")
+TIES = "tie_fraction"  # share of items whose correct option tied exactly (BabyLM's ``acc`` counts them correct)
+TIES_NOTE = (
+    "(ties x%): share of items whose correct option scored exactly as high as another; the score counts them "
+    "correct, as BabyLM does (acc_tie_neutral in the store scores a k-way tie 1/k)"
+)
 
 
 def primary_metric(records: list[dict[str, Any]], task: str) -> str | None:
@@ -33,7 +38,10 @@ def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     tasks = requested_tasks(records)
     metrics = {task: primary_metric(records, task) for task in tasks}
     rows: dict[tuple, dict[str, Any]] = {}
+    ties: dict[tuple, float] = {}
     for r in records:
+        if r.get("alpha") is not None and r["task"] in metrics and r["metric"] == TIES:
+            ties[(PointKey.of(r).point, r["task"])] = 100.0 * r["value"]
         if r.get("alpha") is None or r["task"] not in metrics or r["metric"] != metrics[r["task"]]:
             continue
         row = rows.setdefault(
@@ -46,11 +54,36 @@ def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
                 "multimodal": r.get("multimodal"),
                 "text_words": r.get("text_words"),
                 "multimodal_words": r.get("multimodal_words"),
+                "limit": r.get("limit"),
             },
         )
         row[r["task"]] = 100.0 * r["value"]
+    for (point, task), value in ties.items():
+        if point in rows:
+            rows[point][ties_column(task)] = value
     ordered = sorted(rows.values(), key=lambda x: (x["text_words"] or 0, x["pair"], x["method"], x["alpha"]))
     return tasks, ordered
+
+
+def ties_column(task: str) -> str:
+    """The row key (and CSV column) of a task's tie fraction x100."""
+    return f"{task} {TIES}"
+
+
+def with_ties(score: str, ties: float | None) -> str:
+    """``61.02 (ties 0.40%)`` when some items tied, else the score alone."""
+    return f"{score} (ties {ties:.2f}%)" if ties else score
+
+
+def ties_notes(tasks: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """Footnotes: what a ``(ties x%)`` marker means, and how many choice-task scores have no tie fraction stored
+    (scored before ties were counted: unknown, not zero)."""
+    notes = [TIES_NOTE] if any(row.get(ties_column(t)) for row in rows for t in tasks) else []
+    choice = [t for t in tasks if (chance_level(t) or 0) > 0]
+    unknown = sum(row.get(t) is not None and ties_column(t) not in row for row in rows for t in choice)
+    if unknown:
+        notes.append(f"{unknown} scores have no tie fraction stored (scored before ties were counted): ties unknown")
+    return notes
 
 
 def _fmt(value: Any) -> str:
@@ -63,12 +96,15 @@ def _fmt(value: Any) -> str:
 
 def markdown_table(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> str:
     tasks, rows = point_rows(records)
+    titles = limited_titles(records, titles)
     labels = [f"{title(t, titles)} ({primary_metric(records, t)} x100)" for t in tasks]
     lines = ["| pair | method | alpha | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(tasks)]
     for row in rows:
-        cells = [row["pair"], row["method"], f"{row['alpha']:g}"] + [_fmt(row.get(t)) for t in tasks]
+        cells = [row["pair"], row["method"], f"{row['alpha']:g}"]
+        cells += [with_ties(_fmt(row.get(t)), row.get(ties_column(t))) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = ties_notes(tasks, rows)
+    return "\n".join(lines + [""] * bool(notes) + [f"- {note}" for note in notes]) + "\n"
 
 
 def write_table(
@@ -83,8 +119,9 @@ def write_table(
     remarks = "".join(f"\n- selection rule: {line}" for line in selection_remarks(records))
     with atomic_file(md) as tmp:
         tmp.write_text(markdown_table(records, titles) + (remarks and remarks + "\n"), encoding="utf-8")
-    fields = ["pair", "method", "alpha", "text", "multimodal", "text_words", "multimodal_words", *tasks]
+    fields = ["pair", "method", "alpha", "text", "multimodal", "text_words", "multimodal_words", "limit", *tasks]
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        fields += [ties_column(t) for t in tasks if any(ties_column(t) in row for row in rows)]
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -297,6 +334,7 @@ def write_plots(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks, rows = point_rows(records)
+    titles = limited_titles(records, titles)
     styles = PairStyles.of(rows, selected)
     written = []
     for task in tasks:

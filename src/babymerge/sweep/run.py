@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, read_checked
 from .selection import best_checkpoint, selection_remarks
 from .slot import ModelSlot
 from .store import PointKey, ResultStore, result_records, shard
+from .tasks import is_image_task, title
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,8 @@ class Sweep:
         self.store = ResultStore(config.store)
         self.texts = find_checkpoints(config.text)
         self.multimodals = find_checkpoints(config.multimodal)
+        self._check_features()
         self._check_inputs()
-        self.keys = Keys(config)
         self._pairs: list[Pair] | None = None
         self.recomputed = 0  # results present in the store for another set of inputs, scored again
         self.wait_check: Callable[[], None] | None = None  # run while waiting for other ranks; raises to stop
@@ -62,21 +64,47 @@ class Sweep:
             self.slot = ModelSlot((self.multimodals if text_lm else self.texts)[-1].path, config.device)
             factory = scorer_factory or self._default_scorer
             self.scorer = factory(self.slot.model, self.slot.tokenizer, tasks)
+        self.keys = Keys(config, self.scorer)
         self.random_backbone = self._random_backbone()
 
     # -- set-up ---------------------------------------------------------------------------------------------
+    def _check_features(self) -> None:
+        """Image tasks (Winoground, caption matching) need a feature file: refused before anything is scored."""
+        config = self.config
+        if config.features is not None and Path(config.features).is_file():
+            return
+        selection = self._selection_tasks()
+        task = next((t for t in dict.fromkeys(selection + config.tasks) if is_image_task(t)), None)
+        if task is None:
+            return
+        flag = "--select-multimodal-by" if task in selection else "--tasks"
+        missing = f"feature file {config.features} not found" if config.features else "no --features given"
+        if "winoground" in task:
+            make = (
+                "`babymerge features WINOGROUND_IMAGES --out winoground_features.safetensors` (facebook/winoground's "
+                "images saved as IDX_image_0.png, IDX_image_1.png)"
+            )
+        else:
+            make = "`babymerge features CAPTIONS_FILE --out features.safetensors`"
+        message = f"{flag} {task} ({title(task)}) needs image features, but {missing}: make them with {make}"
+        message += " and pass --features (docs/sweep.md)"
+        if task in selection:
+            message += (
+                ", or pick the multimodal checkpoint by another task with --select-multimodal-by (e.g. "
+                "babylm_caption_matching_fast, its images in the feature file)"
+            )
+        raise BabymergeError(message)
+
     def _check_inputs(self) -> None:
         """Methods known and given a base where they need one; checkpoints checked as mergekit-yaml checks its
-        inputs (complete safetensors, finite values)."""
+        inputs (one tokenizer and size, complete safetensors, finite values)."""
         config = self.config
         for spec in config.specs():
             spec.check()
             if spec.needs_base and config.base is None:
                 raise BabymergeError(f"method {spec.method!r} needs the shared initial checkpoint: set base (--base)")
-        for folder in dict.fromkeys(
-            [c.path for c in self.texts + self.multimodals] + [config.base] * bool(config.base)
-        ):
-            read_checked(folder)
+        folders = [c.path for c in self.texts + self.multimodals] + [config.base] * bool(config.base)
+        read_checked(list(dict.fromkeys(folders)))
 
     @property
     def model(self) -> torch.nn.Module:
@@ -146,9 +174,18 @@ class Sweep:
         return {self.keys.checkpoint(role, c, task) for role, series, task in self._selected_series() for c in series}
 
     def missing(self, keys: list[PointKey]) -> list[PointKey]:
-        """The keys the store lacks; those stored for other inputs are counted as recomputed, with a notice."""
-        todo, changed = self.store.missing(keys)
-        self.recomputed += changed
+        """The keys the store lacks; those stored for other inputs are counted as recomputed, with a notice that
+        says which inputs changed (and for how many results)."""
+        todo, stored = self.store.missing(keys)
+        if stored:
+            self.recomputed += len(stored)
+            why = Counter(change for key, fields in stored.items() for change in self.keys.changes(fields, key))
+            logger.warning(
+                "%s: recomputing %d results stored for other inputs: %s",
+                self.store.path,
+                len(stored),
+                "; ".join(f"{change} ({count})" for change, count in why.most_common()),
+            )
         return todo
 
     def current(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,6 +197,7 @@ class Sweep:
         start = time.perf_counter()
         rows = self.scorer.score(key.task)
         seconds = time.perf_counter() - start
+        fields = {**fields, "limit": self.config.limit}
         self.store.append(result_records(key, rows, fields, seconds, self.random_backbone))
 
     # -- the selection rule -----------------------------------------------------------------------------------
@@ -179,7 +217,8 @@ class Sweep:
                     f"{role}_words": checkpoint.words,
                     f"{role}_path": str(checkpoint.path),
                 }
-                self._score_into_store(key, fields | {"input_fields": self.keys.checkpoint_inputs(role, checkpoint)})
+                inputs = self.keys.checkpoint_inputs(role, checkpoint, task)
+                self._score_into_store(key, fields | {"input_fields": inputs})
             chosen[role] = best_checkpoint(self.store, keys, task, check=self.wait_check)
         for line in self.selection_remarks:
             logger.warning("selection rule: %s", line)
@@ -231,7 +270,6 @@ class Sweep:
         fields = {
             "parameters": spec.parameters,
             "seed": spec.seed,
-            "input_fields": self.keys.point_inputs(pair, spec),
             "text": text.name,
             "multimodal": multimodal.name,
             "text_words": text.words,
@@ -241,4 +279,7 @@ class Sweep:
             "merge_seconds": round(merge_seconds, 4),
         }
         for task in tasks:
-            self._score_into_store(self.point_key(pair, spec, task), {**fields, "task_requested": task})
+            inputs = self.keys.point_inputs(pair, spec, task)
+            self._score_into_store(
+                self.point_key(pair, spec, task), {**fields, "task_requested": task, "input_fields": inputs}
+            )

@@ -14,7 +14,7 @@ from ..io import atomic_dir
 from ..merging.llava_text import is_text_lm_folder
 from .grid import pair_id
 from .merge import MergeSpec
-from .report import markdown_table, point_rows, primary_metric, write_report
+from .report import TIES, markdown_table, point_rows, primary_metric, write_report
 from .run import Sweep, SweepConfig
 from .store import LEGACY, PointKey
 
@@ -102,6 +102,8 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
+    from ..evaluation.quiet import torch_dtype_setter
+
     try:  # babymerge's architecture, methods and guard (normally loaded by its start-up hook)
         from ..merging.plugin import register
 
@@ -123,7 +125,8 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
             seed = spec.seed if spec.randomised else None
             options = MergeOptions(trust_remote_code=True, copy_tokenizer=True, lazy_unpickle=True, random_seed=seed)
             source = yaml.safe_dump(config, sort_keys=False)
-            run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options, config_source=source)
+            with torch_dtype_setter():  # mergekit sets the output config's dtype through a deprecated name
+                run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options, config_source=source)
             if spec.randomised:  # mergekit-yaml draws its masks in another order: write the merge that was scored
                 write_scored_weights(tmp, sweep.merged_state((text, multimodal), spec))
             card = tmp / "README.md"
@@ -134,15 +137,18 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
 
 
 def card_scores(sweep: Sweep, records: list[dict[str, Any]], pair: tuple, spec: MergeSpec) -> str:
-    """The card section listing the sweep's primary scores of one merge."""
+    """The card section listing the sweep's primary scores of one merge, and tie fractions above zero."""
     point = PointKey.make(pair_id(pair), spec.method, spec.alpha, "", LEGACY).point
     scores = [
         r
         for r in records
-        if PointKey.of(r).point == point and "/" not in r["task"] and r["metric"] == primary_metric(records, r["task"])
+        if PointKey.of(r).point == point and "/" not in r["task"]
+        if r["metric"] == primary_metric(records, r["task"]) or (r["metric"] == TIES and r["value"] > 0)
     ]
     lines = ["", "## babymerge sweep scores", "", "| task | metric | score (x100) |", "|---|---|---|"]
     lines += [f"| {r['task']} | {r['metric']} | {100 * r['value']:.2f} |" for r in scores]
+    if sweep.config.limit:
+        lines += ["", f"Scores: limit {sweep.config.limit} per task (a sample across paradigms), not the full sets."]
     if spec.randomised:
         lines += ["", f"Weights: the merge that was scored (seed {spec.seed}, drawn in babymerge's in-memory order)."]
     if sweep.random_backbone:

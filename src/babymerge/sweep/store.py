@@ -2,7 +2,8 @@
 
 One line per result: ``{"pair", "method", "alpha", "task", "inputs", "metric", "value", ...}``. A result is
 identified by :class:`PointKey` plus its metric: ``inputs`` is a digest of everything else that determines it
-(checkpoint weights, method parameters, seed, limit, data), so a result is reused only for the same inputs.
+(checkpoint weights, method parameters, seed, limit, the data the task reads), so a result is reused only for
+the same inputs.
 A merge point's ``pair`` is ``text=NAME+multimodal=NAME``; a single checkpoint's own score (the selection
 rule's) has ``pair`` ``ROLE=NAME``, ``method`` ``checkpoint`` and no ``alpha``. Keys are made and read here only.
 The first line with a key wins, so a result is never counted twice. Writers take an exclusive ``fcntl`` lock
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import BabymergeError, BadValueError
-
-logger = logging.getLogger(__name__)
 
 LEGACY = ""  # the ``inputs`` of records written before inputs were fingerprinted: they match no point
 SELECT = "checkpoint"  # the ``method`` of a single checkpoint's own score (the selection rule's)
@@ -38,7 +36,7 @@ def pair_name(text: str, multimodal: str) -> str:
 
 
 class PointKey(NamedTuple):
-    """What identifies a (point, task): ``inputs`` digests weights, parameters, seed, limit and data."""
+    """What identifies a (point, task): ``inputs`` digests weights, parameters, seed, limit and the task's data."""
 
     pair: str
     method: str
@@ -156,23 +154,14 @@ class ResultStore:
                 raise BabymergeError(f"{self.path}: {what} never arrived from other ranks")
             time.sleep(poll_s)
 
-    def missing(self, keys: list[PointKey]) -> tuple[list[PointKey], int]:
-        """The keys the store lacks, and how many of those it holds for other inputs (logged: recomputed)."""
-        done = self.done()
+    def missing(self, keys: list[PointKey]) -> tuple[list[PointKey], dict[PointKey, dict[str, Any] | None]]:
+        """The keys the store lacks; and for each of those it holds under other inputs, the last such result's
+        ``input_fields`` (None for a result stored before inputs were fingerprinted), to say what changed."""
+        records = self.records()
+        done = {PointKey.of(r) for r in records}
+        before = {PointKey.of(r).any_inputs(): r.get("input_fields") for r in records}
         todo = [k for k in keys if k not in done]
-        stored = {k.any_inputs() for k in done}
-        changed = sum(k.any_inputs() in stored for k in todo)
-        if changed:
-            legacy = sum(k.inputs == LEGACY for k in done)
-            why = f"; {legacy} stored results predate input fingerprints" if legacy else ""
-            logger.warning(
-                "%s: recomputing %d results stored for other inputs (weights, --param, --seed, --limit or data "
-                "changed%s)",
-                self.path,
-                changed,
-                why,
-            )
-        return todo, changed
+        return todo, {k: before[k.any_inputs()] for k in todo if k.any_inputs() in before}
 
     @contextmanager
     def sole_writer(self, what: str = "sweep") -> Iterator[None]:

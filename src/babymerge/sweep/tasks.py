@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from typing import Any
 
 # Names people use for the BabyLM tasks (titles of tables and plots); patterns over lm-eval task names.
 TITLES = {
@@ -36,6 +37,16 @@ IMAGE_TASKS = ("babylm_caption_matching*", "babylm_winoground*")
 
 def title(task: str, titles: dict[str, str] | None = None) -> str:
     return (titles or {}).get(task) or TITLES.get(task, task)
+
+
+def limited_titles(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> dict[str, str]:
+    """``titles`` where each task scored under a document limit (records' ``limit``) says so:
+    ``BLiMP (fast), limit 100 per task``."""
+    out = dict(titles or {})
+    for task, limit in {r["task"]: r["limit"] for r in records if r.get("limit")}.items():
+        name, suffix = title(task, titles), f", limit {limit:g} per task"
+        out[task] = name if name.endswith(suffix) else name + suffix
+    return out
 
 
 def chance_level(task: str) -> float | None:

@@ -52,8 +52,15 @@ class TrainConfig(BaseModel):
     milestone_unit: int = Field(
         1_000_000, ge=1, description="words per unit of the BabyLM milestones (1..10, 20..100, 200..1000 units)"
     )
-    save_final: bool = Field(True, description="also write checkpoints/final when training ends")
-    resume: bool = Field(True, description="continue from the last Trainer checkpoint in OUT/trainer when there is one")
+    save_final: bool = Field(True, description="writing checkpoints/final when training ends")
+    resume: bool = Field(True, description="resuming a run found in OUT (--no-resume: the older spelling of --restart)")
+    restart: bool = Field(False, description="start afresh: a run found in OUT is first moved aside to OUT.old-N")
+    allow_changes: bool = Field(
+        False, description="resume a run in OUT although settings changed (recorded in OUT/resume_log.jsonl)"
+    )
+    allow_feature_mismatch: bool = Field(
+        False, description="train on a feature file from another backbone or pooling than the init's"
+    )
     cache_dir: Path | None = Field(None, description="tokenisation cache (default ~/.cache/babymerge/tokens)")
     device: str = Field("cpu", description="cpu, or cuda (every process its own GPU under torchrun / accelerate)")
     progress: bool = Field(True, description="progress bars")
@@ -87,10 +94,22 @@ class TrainConfig(BaseModel):
             return self.cache_dir
         return Path(os.environ.get("BABYMERGE_CACHE", Path.home() / ".cache" / "babymerge")) / "tokens"
 
+    def resolved(self) -> TrainConfig:
+        """This config with absolute paths, so that its YAML means the same from any working folder."""
+        from ..config_file import is_path_field
+
+        paths = {
+            name: getattr(self, name).expanduser().resolve()
+            for name, field in type(self).model_fields.items()
+            if is_path_field(field.annotation) and getattr(self, name) is not None
+        }
+        return self.model_copy(update=paths)
+
     def to_yaml(self) -> str:
+        """The config as YAML, paths absolute (``babymerge train --config OUT/train_config.yaml`` works anywhere)."""
         import yaml
 
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(self.resolved().model_dump(mode="json"), sort_keys=False)
 
 
 class TokenizerConfig(BaseModel):

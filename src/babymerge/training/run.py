@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+from transformers.utils import logging as hf_logging
 
+from ..config_file import is_path_field, load_config
 from ..errors import BabymergeError
 from ..io import atomic_file
 from ..modeling import BabyLlavaForConditionalGeneration
 from .config import TrainConfig
 from .data import build_dataset
-from .milestones import MilestoneCallback, WordCountingTrainer
+from .milestones import META_FILE, MilestoneCallback, WordCountingTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +68,85 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
     )
 
 
-RUN_LENGTH_FIELDS = {"epochs", "max_steps", "resume", "progress", "logging_steps", "save_steps", "save_total_limit"}
+CONFIG_FILE = "train_config.yaml"
+RESUME_LOG = "resume_log.jsonl"
+# Fields that may change between a run and its resume: they do not change what is trained.
+FREE_FIELDS = {
+    *("out", "progress", "logging_steps", "save_steps", "save_total_limit", "save_final", "cache_dir", "device"),
+    *("resume", "restart", "allow_changes", "allow_feature_mismatch"),
+}
 
 
-def warn_on_changes(before: TrainConfig, now: TrainConfig) -> None:
-    """Resuming with other data or optimiser settings mixes two runs: say which fields changed."""
-    old, new = before.model_dump(), now.model_dump()
-    changed = sorted(k for k in new if k not in RUN_LENGTH_FIELDS and old.get(k) != new[k])
-    if changed:
-        logger.warning("resuming %s with changed settings %s; the checkpoints mix both", now.out, changed)
+def changed_settings(out: Path, now: TrainConfig) -> dict[str, list]:
+    """``{field: [old, new]}`` for every setting of ``now`` that differs from the run in ``out`` (its
+    ``train_config.yaml``), paths compared resolved, :data:`FREE_FIELDS` left out. A relative path (files
+    written before paths were saved absolute) also matches when read against the working folder."""
+    file = out / CONFIG_FILE
+    before = load_config(TrainConfig, file).resolved().model_dump(mode="json")
+    raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    after = now.resolved().model_dump(mode="json")
+    as_written = {k: str(Path(v).expanduser().resolve()) for k, v in raw.items() if k in after and isinstance(v, str)}
+    return {
+        k: [raw[k] if k in as_written and is_path(k) else before[k], after[k]]
+        for k in after
+        if k not in FREE_FIELDS and before[k] != after[k] and not (is_path(k) and as_written.get(k) == after[k])
+    }
+
+
+def is_path(field: str) -> bool:
+    return is_path_field(TrainConfig.model_fields[field].annotation)
+
+
+def refuse_changes(out: Path, changed: dict[str, list]) -> None:
+    listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    raise BabymergeError(
+        f"{out}: the run there was trained with other settings ({listed}); rerun with its settings "
+        f"({out / CONFIG_FILE}), --restart to start afresh, or --allow-changes to continue it anyway"
+    )
+
+
+def complete(out: Path, checkpoint: Path, config: TrainConfig) -> str | None:
+    """``step N of N`` when the run in ``out`` trained all its steps (``checkpoint`` is its last Trainer
+    checkpoint) and wrote ``checkpoints/final`` if ``config`` asks for it; ``None`` otherwise."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    done = state["global_step"] >= state.get("max_steps", float("inf"))
+    if done and (not config.save_final or (out / "checkpoints" / "final" / META_FILE).is_file()):
+        return f"step {state['global_step']} of {state['max_steps']}"
+    return None
+
+
+def move_aside(out: Path) -> Path:
+    """Rename ``out`` to the first free ``OUT.old-N`` beside it (``--restart``: nothing is deleted)."""
+    n = 1
+    while (aside := out.with_name(f"{out.name}.old-{n}")).exists():
+        n += 1
+    out.rename(aside)
+    logger.warning("--restart: moved the earlier run %s to %s", out, aside)
+    return aside
+
+
+def remove_empty_folders(root: Path) -> None:
+    """Remove ``root`` and the folders below it that hold no file (those a run made before it failed)."""
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def check_features(config: TrainConfig, model_config) -> None:
+    """Refuse a feature file made with another backbone or pooling than the init (``allow_feature_mismatch``
+    lets it through with a warning)."""
+    from ..features.store import mismatch, read_metadata
+
+    if config.features is None or (problem := mismatch(read_metadata(config.features), model_config)) is None:
+        return
+    if not config.allow_feature_mismatch:
+        raise BabymergeError(
+            f"{config.features}: {problem} ({config.init}); use the feature file the init was made with, "
+            "or --allow-feature-mismatch"
+        )
+    logger.warning("%s: %s (%s); training anyway (allow_feature_mismatch)", config.features, problem, config.init)
 
 
 def incomplete(checkpoint: Path) -> str | None:
@@ -121,12 +195,44 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
     ``OUT/checkpoints/<words>`` holds a complete model at each word milestone (an adapter folder with
     ``lora``), ``OUT/checkpoints/final`` the end state, ``OUT/trainer/checkpoint-N`` the Trainer's resumable
     state, ``OUT/loss.jsonl`` the logged losses and ``OUT/loss.png`` their curve. Running the same config
-    again resumes from the last complete Trainer checkpoint (one cut mid-write by a kill is skipped).
+    again resumes from the last complete Trainer checkpoint (one cut mid-write by a kill is skipped), or does
+    nothing when the run is complete; other settings are refused before any work unless ``allow_changes``
+    (recorded in ``OUT/resume_log.jsonl``) or ``restart`` (the earlier run is moved aside) is set.
     """
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    restart = config.restart or not config.resume
+    if restart and os.environ.get("RANK", "0") == "0" and out.is_dir() and any(out.iterdir()):
+        move_aside(out)
+    resume = None if restart or not (out / "trainer").is_dir() else last_complete_checkpoint(out / "trainer")
+    changed: dict[str, list] = {}
+    if resume is not None and (out / CONFIG_FILE).is_file():
+        changed = changed_settings(out, config)
+        if changed and not config.allow_changes:
+            refuse_changes(out, changed)
+        if not changed and (done := complete(out, resume, config)):
+            logger.info("%s: already complete (%s); nothing to do (--restart trains it again)", out, done)
+            return out
+    created = next((p for p in [*reversed(out.absolute().parents), out.absolute()] if not p.exists()), None)
+    bars = hf_logging.is_progress_bar_enabled()
+    if not config.progress:
+        hf_logging.disable_progress_bar()  # transformers' own "Loading weights" / "Writing model shards" bars
+    try:
+        return run_training(config, resume, changed, callbacks or [])
+    except BaseException:
+        if created is not None and created.is_dir():
+            remove_empty_folders(created)
+        raise
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, list], callbacks: list) -> Path:
+    """The run itself (see :func:`train`), from ``resume`` when given; ``changed`` settings are logged."""
+    out = config.out
     set_seed(config.seed)
     model, tokenizer = load_init(config.init)
+    check_features(config, model.config)
     black = model.model.black_image_features.detach().clone()
     dataset, collator = build_dataset(config, tokenizer, model.config.num_image_tokens, black)
     if config.lora:
@@ -142,18 +248,18 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
         train_dataset=dataset,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[milestone, *(callbacks or [])],
+        callbacks=[milestone, *callbacks],
     )
     milestone.trainer = trainer
-    resume = None
-    if config.resume and (out / "trainer").is_dir():
-        resume = last_complete_checkpoint(out / "trainer")
-    if resume is not None and (out / "train_config.yaml").is_file():
-        before = yaml.safe_load((out / "train_config.yaml").read_text(encoding="utf-8"))
-        warn_on_changes(TrainConfig.model_validate(before), config)
     if trainer.is_world_process_zero():
-        with atomic_file(out / "train_config.yaml") as tmp:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out / CONFIG_FILE) as tmp:
             tmp.write_text(config.to_yaml())
+        if changed:
+            logger.warning("%s: resuming with changed settings %s (allow_changes)", out, changed)
+            entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(resume)}
+            with open(out / RESUME_LOG, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({**entry, "changed": changed}) + "\n")
         if resume is None:
             (out / "loss.jsonl").unlink(missing_ok=True)
     if resume is not None:

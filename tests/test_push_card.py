@@ -1,0 +1,111 @@
+"""``babymerge push`` on what ``babymerge train`` and ``babymerge merge`` write: the README's commands, parents
+told apart on the card, recipe comments left behind, random-backbone features stated."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+
+import pytest
+import torch
+import yaml
+from helpers import REPO, run_merge
+from PIL import Image
+
+from babymerge.cli import main
+from babymerge.hub.card import local_names
+from babymerge.hub.push import RECIPE_FILE, push
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The README's ``babymerge ...`` command starting with ``prefix``, continuation lines joined, split."""
+    text = re.sub(r"\\\n\s*", " ", (REPO / "README.md").read_text())
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return shlex.split(line)[1:]
+
+
+def card_of(printed: str):
+    from huggingface_hub import ModelCard
+
+    return ModelCard(printed[printed.index("---") :])
+
+
+@pytest.fixture(scope="module")
+def readme_merge(make_checkpoint, tmp_path_factory):
+    """The folders ``babymerge train`` writes for both runs, merged by the README's ``babymerge merge``."""
+    root = tmp_path_factory.mktemp("readme")
+    for run, seed in (("text", 61), ("multimodal", 62)):
+        shutil.copytree(make_checkpoint(seed), root / "runs" / run / "checkpoints" / "final")
+    (root / "merge_recipes").symlink_to(REPO / "merge_recipes")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        assert main(readme_command("babymerge merge ")) == 0
+    return root
+
+
+def test_readme_push_pattern_works_on_the_train_layout(readme_merge, monkeypatch, capsys):
+    monkeypatch.chdir(readme_merge)
+    capsys.readouterr()
+    assert main(readme_command("babymerge push ")) == 0
+    card = card_of(capsys.readouterr().out)
+    assert card.data.base_model == ["your-name/babyllava-text", "your-name/babyllava-mm"]
+    assert "- `your-name/babyllava-text`" in card.text and "- `your-name/babyllava-mm`" in card.text
+
+
+def test_local_parents_are_told_apart_on_the_card(readme_merge, capsys):
+    assert main(["push", str(readme_merge / "merged"), "someone/m", "--dry-run"]) == 0
+    card = card_of(capsys.readouterr().out)
+    assert "- `text/final`" in card.text and "- `multimodal/final`" in card.text
+    assert card.data.base_model is None  # local parents are not Hub ids
+
+
+@pytest.mark.parametrize(
+    ("paths", "names"),
+    [
+        (
+            ["/r/text_run/checkpoints/final", "/r/multimodal_run/checkpoints/final"],
+            ["text_run/final", "multimodal_run/final"],
+        ),
+        (["/r/text/checkpoints/final", "/r/text/checkpoints/20M", "/r/init"], ["final", "20M", "init"]),
+        (["/a/x/final", "/b/x/final", "/b/y/final"], ["a/x/final", "b/x/final", "y/final"]),
+    ],
+)
+def test_local_names_are_the_shortest_distinguishing_tails(paths, names):
+    assert list(local_names(paths).values()) == names
+
+
+def test_recipe_comments_stay_behind(readme_merge):
+    merged = readme_merge / "merged"
+    local = (merged / RECIPE_FILE).read_text()
+    assert "# Paths are placeholders" in local  # mergekit keeps the recipe file's comments
+    uploads, card = push(merged, "someone/m", dry_run=True)
+    [recipe] = [u.content.decode() for u in uploads if u.path_in_repo == RECIPE_FILE]
+    for text in (recipe, card):
+        assert "Paths are placeholders" not in text and "absolute local paths" not in text
+    renamed = local.replace(str(readme_merge / "runs/text/checkpoints/final"), "text/final")
+    renamed = renamed.replace(str(readme_merge / "runs/multimodal/checkpoints/final"), "multimodal/final")
+    assert yaml.safe_load(recipe) == yaml.safe_load(renamed)  # the recipe's content, parents renamed
+    assert recipe.strip() in card
+
+
+def test_card_says_when_features_came_from_a_random_backbone(readme_merge, make_checkpoint, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        pixels = torch.randint(0, 256, (40, 40, 3), generator=torch.Generator().manual_seed(i), dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).save(images / f"img{i}.png")
+    features, init = tmp_path / "features.safetensors", tmp_path / "init"
+    assert main(["features", str(images), "--out", str(features), "--random-backbone", "--no-progress"]) == 0
+    init_args = ["init", "--tokenizer", str(make_checkpoint(63)), "--out", str(init), "--preset", "tiny"]
+    assert main([*init_args, "--features", str(features)]) == 0
+    shutil.copytree(init, tmp_path / "other")
+    recipe = {
+        "merge_method": "linear",
+        "models": [{"model": str(p), "parameters": {"weight": 0.5}} for p in (init, tmp_path / "other")],
+    }
+    run_merge(recipe, tmp_path / "merged")
+    _, card = push(tmp_path / "merged", "someone/m", dry_run=True)
+    assert "RANDOMLY INITIALISED backbone" in card and "`random-tiny-dinov2-seed0`" in card
+    _, plain = push(readme_merge / "merged", "someone/m", dry_run=True)
+    assert "RANDOMLY" not in plain and "Image features" not in plain
