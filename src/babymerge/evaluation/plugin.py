@@ -191,8 +191,14 @@ def _task_configs() -> dict[str, dict]:
 
     Loader.add_multi_constructor("!", lambda loader, tag, node: loader.construct_scalar(node))
     configs = {}
-    for file in sorted(tasks_path().glob("*.yaml")):
+
+    def read(file: Path) -> dict:  # an ``include`` file's keys, then the file's own (as lm-eval merges them)
         config = yaml.load(file.read_text(), Loader=Loader) or {}
+        included = config.pop("include", None)
+        return {**read(file.parent / included), **config} if included else config
+
+    for file in sorted(tasks_path().glob("*.yaml")):
+        config = read(file)
         name = config.get("group") or config.get("task")
         if isinstance(name, str):
             configs[name] = config

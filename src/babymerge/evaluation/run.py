@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import BabymergeError
+from .controls import IMAGE_TASKS, control_of, image_effect, with_controls
 from .data import DATA_ENV, data_dir
 from .results import metrics
 
@@ -153,7 +155,10 @@ def run_cli(
     root = _resolve_data_dir(data_dir)
     model_args = f"pretrained={model_dir}" + (f",features={features}" if features else "")
     model_args += ",allow_feature_mismatch=true" if allow_feature_mismatch else ""
-    argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", tasks]
+    names = with_controls(t for t in tasks.split(",") if t)
+    controlled = [t for t in image_tasks(names) if control_of(t) in image_tasks(names, controls=True)]
+    argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", ",".join(names)]
+    argv += ["--log_samples"] if controlled and "--log_samples" not in (extra or []) else []
     argv += ["--metadata", json.dumps({"data_dir": str(root)})]
     argv += ["--batch_size", str(batch_size), "--device", device, "--output_path", output_path]
     argv += ["--limit", str(limit)] if limit else []
@@ -167,12 +172,36 @@ def run_cli(
     results_file = latest_results_file(output_path)
     results = json.loads(results_file.read_text())
     table = summary_table(results)
+    effects = [image_effect(t, *(item_values(results_file.parent, n) for n in (t, control_of(t)))) for t in controlled]
+    if effects:
+        table += "\n\nImages (each image task against its no-image control, paired over items, 95%):\n"
+        table += "\n".join(f"- {effect.sentence()}" for effect in effects)
     with atomic_file(results_file.with_name(results_file.stem + "_summary.md")) as tmp:
         tmp.write_text(table + "\n")
     if save_to_model:
         with atomic_file(Path(model_dir) / MODEL_RESULTS_FILE) as tmp:
             tmp.write_text(json.dumps(model_results(results), indent=2) + "\n")
     return table
+
+
+def image_tasks(names: Iterable[str], controls: bool = False) -> list[str]:
+    """The image tasks (or, with ``controls``, the image tasks and their controls) among ``names``, groups
+    expanded."""
+    from .plugin import task_data
+
+    wanted = set(IMAGE_TASKS) | ({control_of(t) for t in IMAGE_TASKS} if controls else set())
+    return [t for t in task_data(names) if t in wanted]
+
+
+def item_values(folder: Path, task: str, metric: str = "acc") -> list[Any]:
+    """Per-document ``metric`` values of ``task`` in document order, from the newest ``samples_TASK_<date>.jsonl``
+    lm-eval wrote in ``folder`` (``--log_samples``)."""
+    pattern = re.compile(rf"samples_{re.escape(task)}_\d{{4}}-.*\.jsonl$")
+    found = sorted((p for p in folder.iterdir() if pattern.match(p.name)), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise BabymergeError(f"{folder}: no samples file of {task} (lm-eval's --log_samples)")
+    rows = [json.loads(line) for line in found[-1].read_text().splitlines() if line.strip()]
+    return [row[metric] for row in sorted(rows, key=lambda row: row["doc_id"])]
 
 
 def check_inputs(
