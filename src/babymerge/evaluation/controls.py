@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .uncertainty import Comparison, compare
+if TYPE_CHECKING:  # numpy and scipy load only when a comparison is made (``--help`` stays light)
+    from .uncertainty import Comparison
 
 SUFFIX = "_no_image"
 IMAGE_TASKS = ("babylm_winoground", "babylm_caption_matching", "babylm_caption_matching_fast")
@@ -56,5 +57,7 @@ class ImageEffect:
 
 def image_effect(task: str, with_image: Sequence[Any], without: Sequence[Any]) -> ImageEffect:
     """Per-item ``acc`` values of ``task`` and of its control (same documents, same order)."""
+    from .uncertainty import compare
+
     changed = sum(a != b for a, b in zip(with_image, without, strict=True))
     return ImageEffect(task, changed, len(with_image), compare(with_image, without))
