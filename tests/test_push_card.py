@@ -107,5 +107,8 @@ def test_card_says_when_features_came_from_a_random_backbone(readme_merge, make_
     run_merge(recipe, tmp_path / "merged")
     _, card = push(tmp_path / "merged", "someone/m", dry_run=True)
     assert "RANDOMLY INITIALISED backbone" in card and "`random-tiny-dinov2-seed0`" in card
+    method = card[card.index("## Method") : card.index("## Image features")]
+    assert "| scope | parameters |" in method  # the method's parameters stay under its heading
+    assert "DINOv2-large" not in card  # the usage names no backbone the model was not built with
     _, plain = push(readme_merge / "merged", "someone/m", dry_run=True)
     assert "RANDOMLY" not in plain and "Image features" not in plain

@@ -213,7 +213,7 @@ def usage(repo_id: str) -> list[str]:
         "logits = model(**inputs).logits",
         "",
         "# With an image: its pooled vision features, (batch, num_image_tokens, vision_feature_dim), e.g. one row",
-        "# of a feature file made by `babymerge features` (mean-pooled DINOv2-large, 1024-d).",
+        "# of a feature file made by `babymerge features` with the backbone named in config.vision_backbone.",
         "image_features = torch.randn(1, model.config.num_image_tokens, model.config.vision_feature_dim)",
         "logits = model(**inputs, image_features=image_features).logits",
         "```",
@@ -266,6 +266,11 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
         f"`{summary.method}`",
         "",
     ]
+    if summary.parameters:
+        lines += ["| scope | parameters |", "|---|---|"]
+        for scope, params in summary.parameters.items():
+            lines.append(f"| `{public_recipe(scope, names)}` | `{json.dumps(params, sort_keys=True)}` |")
+        lines.append("")
     if summary.random_backbone:
         lines += [
             "## Image features",
@@ -274,11 +279,6 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
             f"`{summary.vision_backbone}`).",
             "",
         ]
-    if summary.parameters:
-        lines += ["| scope | parameters |", "|---|---|"]
-        for scope, params in summary.parameters.items():
-            lines.append(f"| `{public_recipe(scope, names)}` | `{json.dumps(params, sort_keys=True)}` |")
-        lines.append("")
     lines += ["## Recipe", "", "```yaml", public_recipe(summary.recipe, names).rstrip(), "```", ""]
     if summary.results:
         lines += ["## Evaluation", "", "| task | metric | value |", "|---|---|---|"]
