@@ -16,7 +16,7 @@ from babymerge.cli._flags import config_from_args
 OUT = {"convert", "demo", "eval", "features", "fold", "gram", "init", "merge", "plot-loss", "sweep", "tokenizer"}
 OUT |= {"diagnose", "train"}
 DEVICE = {"demo", "diagnose", "eval", "features", "sweep", "train"}
-PROGRESS = {"demo", "diagnose", "features", "merge", "sweep", "tokenizer", "train"}
+PROGRESS = {"demo", "diagnose", "eval", "features", "merge", "sweep", "tokenizer", "train"}
 DATA_DIR = {"data", "demo", "eval", "sweep"}
 # per command with a config: a minimal command line (its required values), and a field with its default, a
 # YAML value and a flag value

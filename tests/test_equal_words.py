@@ -30,7 +30,7 @@ def test_equal_word_table_matches_each_checkpoint_scored_alone(make_checkpoint, 
     series(mms, make_checkpoint(6), [("2M", 2_011_000), ("final", 4_000_000)])
     store = tmp_path / "sweep" / "results.jsonl"
     world_sweep(texts, mms, world, tmp_path, alphas=[0.0, 0.5, 1.0], pairing=["aligned"], store=store).run()
-    records = ResultStore(store).records()
+    records = ResultStore(store).records(with_items=True)
 
     tasks, rows = equal_word_rows(records)
     assert tasks == [TASK]
@@ -50,8 +50,12 @@ def test_equal_word_table_matches_each_checkpoint_scored_alone(make_checkpoint, 
         (r["text"], r["text_only"], r["multimodal_score"]) for r in rows
     ]
     table = files[0].read_text()
-    for row in rows:
-        assert f"{row['text_only']:.2f} / {row['multimodal_score']:.2f}" in table
+    for row in rows:  # each score with its 95% interval, then the paired difference and its verdict
+        text_only = f"{row['text_only']:.2f} [{row['text_only_low']:.2f}, {row['text_only_high']:.2f}]"
+        multimodal = f"{row['multimodal_score']:.2f} [{row['multimodal_low']:.2f}, {row['multimodal_high']:.2f}]"
+        assert f"{text_only} / {multimodal}; {row['difference']:+.2f} [" in table
+        assert row["verdict"] in ("ahead", "behind", "not distinguishable")
+    assert [r["verdict"] for r in back] == [r["verdict"] for r in rows]
 
 
 def test_words_axis_labels_the_checkpoints_word_counts():

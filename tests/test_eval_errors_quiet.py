@@ -56,7 +56,7 @@ def test_mergekits_torch_dtype_setter_is_quiet(caplog):
     from transformers import LlamaConfig
     from transformers.utils import logging as hf_logging
 
-    from babymerge.evaluation.quiet import TORCH_DTYPE, torch_dtype_setter
+    from babymerge.logs import TORCH_DTYPE, torch_dtype_setter
 
     hf_logging.get_logger("x").warning_once.cache_clear()  # transformers says it once per process
     logger = logging.getLogger("transformers.configuration_utils")
@@ -70,3 +70,19 @@ def test_mergekits_torch_dtype_setter_is_quiet(caplog):
         assert TORCH_DTYPE in caplog.text  # outside the block it still warns
     finally:
         logger.removeHandler(caplog.handler)
+
+
+def test_plain_mergekit_yaml_prints_no_torch_dtype_deprecation(models, tmp_path):
+    """Every guarded merge (``babymerge merge``, plain ``mergekit-yaml``, ``sweep --materialize``) runs mergekit
+    inside ``torch_dtype_setter``."""
+    import yaml
+    from helpers import mergekit_yaml
+
+    from babymerge.sweep.merge import MULTIMODAL, TEXT
+
+    recipe = tmp_path / "linear.yml"
+    parents = [{"model": str(models[k]), "parameters": {"weight": 0.5}} for k in (TEXT, MULTIMODAL)]
+    recipe.write_text(yaml.safe_dump({"merge_method": "linear", "models": parents, "dtype": "float32"}))  # sets it
+    done = mergekit_yaml(recipe, tmp_path / "out")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch_dtype" not in done.stderr

@@ -25,6 +25,7 @@ def trio(make_checkpoint, tmp_path_factory):
     """init, text, multimodal; a non-trivial black image (identical in all three, as the backbone makes it)."""
     black = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))  # karcher moved it by 1.2e-7
     init, text, mm = (make_checkpoint(s, black_features=black) for s in (60, 61, 62))
+    from babymerge.merging.fisher import fisher_file
     from babymerge.merging.gram import gram_file
 
     sample = tmp_path_factory.mktemp("sample") / "text.txt"
@@ -32,6 +33,7 @@ def trio(make_checkpoint, tmp_path_factory):
     grams = tmp_path_factory.mktemp("grams")
     for name, model in (("text", text), ("mm", mm)):
         gram_file(model, grams / f"{name}.safetensors", text=sample, batch_size=3)
+        fisher_file(model, text=sample, progress=False)  # beside the model, where the fisher method reads it
     return {"init": init, "text": text, "mm": mm, "grams": grams}
 
 

@@ -19,11 +19,15 @@ def parents(models, tmp_path_factory):
     init, text, mm = models[BASE], models[TEXT], models[MULTIMODAL]
     sample = tmp_path_factory.mktemp("sample") / "text.txt"
     sample.write_text("\n".join(["The cat sees a red ball.", "A dog runs to the big tree.", "The bird sleeps."] * 4))
+    from babymerge.merging.fisher import beside, fisher_file
     from babymerge.merging.gram import gram_file
 
     grams = tmp_path_factory.mktemp("grams")
     gram_file(text, grams / "text.safetensors", text=sample, batch_size=4)
     gram_file(mm, grams / "multimodal.safetensors", text=sample, batch_size=4)
+    for model in (text, mm):  # fisher.yml reads the statistics beside each model
+        if not beside(model).exists():
+            fisher_file(model, text=sample, progress=False)
     return {
         "init_model": init,
         "text_model": text,

@@ -82,8 +82,10 @@ def test_babymerge_eval_scores_the_control_and_says_what_the_image_did(tmp_path,
     features = tmp_path / "features.safetensors"
     features_for(images, 1).save(features)
     out = tmp_path / "results"
-    done = cli("eval", make_checkpoint(7), "--tasks", TASK, "--features", features, "--data-dir", root, "--out", out)
+    args = ["--tasks", TASK, "--features", features, "--data-dir", root, "--out", out, "--no-progress"]
+    done = cli("eval", make_checkpoint(7), *args)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "it/s]" not in done.stderr and "Loading weights" not in done.stderr  # --no-progress: no bars at all
     assert f"| {TASK}_no_image | acc |" in done.stdout
     per_task = {}
     for task in (TASK, TASK + "_no_image"):

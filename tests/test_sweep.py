@@ -100,7 +100,8 @@ def test_report_table_and_plots(tmp_path):
     files = write_report(records, tmp_path)
     names = sorted(p.name for p in files)
     assert names == sorted(
-        ["sweep_table.md", "sweep_table.csv", "equal_words.md", "equal_words.csv", "equal_words.png"]
+        ["sweep_table.md", "sweep_table.csv", "comparisons.md", "comparisons.csv"]
+        + ["equal_words.md", "equal_words.csv", "equal_words.png"]
         + [f"{t}_vs_{x}.png" for t in ("blimp", "wino") for x in ("alpha", "words")]
     )
     for png in (p for p in files if p.suffix == ".png"):

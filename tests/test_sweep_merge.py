@@ -59,6 +59,16 @@ FULL = {"dare_ties": {"density": 1.0}, "dare_linear": {"density": 1.0}, "della":
 FULL |= {"della_linear": {"density": 1.0}}
 
 
+def fisher_statistics(*folders) -> None:
+    from babymerge.merging.fisher import beside, fisher_file
+
+    for folder in folders:
+        if not beside(folder).exists():
+            sample = folder.parent / "fisher_sample.txt"
+            sample.write_text("The cat sees a red ball.\nA dog runs to the big tree.\nThe bird sleeps.\n")
+            fisher_file(folder, text=sample, progress=False)
+
+
 def _distance(a: dict, b: dict) -> float:
     return sum(float((a[k].double() - b[k].double()).square().sum()) for k in a if a[k].is_floating_point())
 
@@ -69,10 +79,12 @@ def test_alpha_is_the_text_share_for_every_method(models, tmp_path, method):
     (alpha is the text share, whatever the method; nearswap's ``t`` is a distance threshold, so the alphas are
     extreme), and the in-memory merge equals mergekit-yaml's for the same recipe at an asymmetric alpha."""
     states = {role: load_state(path) for role, path in models.items()}
+    if method == "fisher":  # its statistics, beside each parent
+        fisher_statistics(models[TEXT], models[MULTIMODAL])
     merged = {}
     for alpha in (0.002, 0.2, 0.998):
         spec = MergeSpec(method=method, alpha=alpha, parameters=FULL.get(method, {}))
-        merged[alpha] = spec.merge(states)
+        merged[alpha] = spec.merge(states, models)
     assert _distance(merged[0.002], states[MULTIMODAL]) < _distance(merged[0.002], states[TEXT])
     assert _distance(merged[0.998], states[TEXT]) < _distance(merged[0.998], states[MULTIMODAL])
 

@@ -35,6 +35,10 @@ def test_killed_sweep_resumes_with_every_result_once(models, world, tmp_path, of
     assert {k.alpha for k, _ in after if k.task == TASK} == set(ALPHAS)
     for key, record in before.items():
         assert after[key] == record  # kept, not recomputed
+    # every score keeps its per-document items, once each, the killed run's too
+    items = ResultStore(store).items_store
+    assert set(raw_keys(items.path).values()) == {1}
+    assert {record_key(r) for r in items.records()} == {k for k in after if k[1] == "acc"}
     table = (out / "sweep_table.md").read_text()
     assert table.count("| linear |") == len(ALPHAS)
     assert (out / "plots" / f"{TASK}_vs_alpha.png").stat().st_size > 1000

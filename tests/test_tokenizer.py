@@ -91,3 +91,13 @@ def test_a_sentence_opens_with_the_tokens_of_its_words_mid_text(tmp_path):
         mid_text = tokenizer("So. " + sentence, add_special_tokens=False)["input_ids"]
         assert mid_text[-len(alone) :] == alone, tokenizer.convert_ids_to_tokens(alone)
         assert tokenizer.decode(tokenizer(sentence)["input_ids"], skip_special_tokens=True) == sentence
+
+
+def test_missing_text_is_named_as_missing(tmp_path):
+    from babymerge.errors import BabymergeError
+    from babymerge.training.tokenizer import text_files
+
+    with pytest.raises(BabymergeError, match=r"corpNOPE: no such file or folder"):
+        text_files(tmp_path / "corpNOPE")
+    with pytest.raises(BabymergeError, match=r"no .train files found"):
+        text_files(tmp_path)

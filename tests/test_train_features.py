@@ -100,3 +100,19 @@ def test_babymerge_eval_refuses_and_allows_by_flag(setup, layout, tmp_path, caps
     assert main([*args, "--allow-feature-mismatch"]) == 2  # past the check: these features lack Winoground's images
     err = capsys.readouterr().err
     assert "where the checkpoint was built for" not in err and "is not in the feature file" in err
+
+
+def test_babymerge_eval_checks_the_features_before_any_model_loads(setup, tmp_path, monkeypatch):
+    """``check_inputs`` reads the feature file's header and the checkpoint's config.json only."""
+    from babymerge.evaluation import lm, run
+
+    data = tmp_path / "data" / "extra_eval" / "caption_matching"
+    data.mkdir(parents=True)
+    (data / "captions.txt").write_text("image,caption\n" + "".join(f"{i},a dog runs\n" for i in IMAGES))
+    root = setup[0]
+    monkeypatch.setattr(lm.BabyLlavaLM, "__init__", lambda *a, **k: pytest.fail("a model was loaded"))
+    args = dict(data_dir=str(tmp_path / "data"), features=str(root / "seed1.safetensors"))
+    with pytest.raises(BabymergeError, match=r"seed1.safetensors: backbone 'random-tiny-dinov2-seed1' where"):
+        run.check_inputs(str(root / "init"), "babylm_caption_matching_fast", **args)
+    assert run.check_inputs(str(root / "init"), "babylm_caption_matching_fast", **args, allow_feature_mismatch=True)
+    assert run.check_inputs(str(root / "init"), "babylm_caption_matching_fast", **{**args, "features": None})

@@ -24,10 +24,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def quiet_progress() -> None:
+    """No progress bars in this process: transformers' own, and every tqdm bar (lm-eval and babyllava pass
+    ``disable=False`` explicitly on rank 0, so tqdm's ``TQDM_DISABLE`` would not reach them)."""
+    import tqdm.std
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    init = tqdm.std.tqdm.__init__
+
+    def disabled(self, *args, **kwargs) -> None:
+        init(self, *args, **{**kwargs, "disable": True})
+
+    tqdm.std.tqdm.__init__ = disabled
+
+
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import run_cli
 
     config = config_from_args(args)
+    if not config.progress:
+        quiet_progress()
     table = run_cli(
         config.model,
         config.tasks,

@@ -317,7 +317,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         timed("sweep_aligned", Sweep(along, progress=config.progress, share_from=sweep).run)
 
     sweep_dir = config.out / "sweep"
-    records = ResultStore(best.store).records()
+    records = ResultStore(best.store).records(with_items=True)
     note = RANDOM_NOTE if sweep.random_backbone else ""
     titles = WORLD_TITLES if inputs.synthetic else None
     chosen = pair_id(best_pair)

@@ -25,6 +25,7 @@ class EvalConfig(BaseModel):
     batch_size: int | str = Field(32, description="lm-eval batch size (a number, auto or auto:N)")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     limit: float | None = Field(None, gt=0, description="documents per task, or a fraction below 1 (quick checks)")
+    progress: bool = Field(True, description="progress bars")
     save_to_model: bool = Field(
         False, description="also write MODEL/eval_results.json (metrics only) for babymerge push"
     )

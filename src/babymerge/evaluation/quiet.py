@@ -5,8 +5,7 @@ Each is dropped by its exact text and only where babymerge causes it; every othe
   dataset comes from a function: babymerge's tasks all do, and already read ``data_dir`` from the metadata;
 - lm-eval's ``simple_evaluate`` records the current folder's git commit with ``git describe`` and lets git
   print ``fatal: not a git repository`` outside one: git is asked with its stderr captured instead;
-- HFLM warns twice (accelerate, distributed set-up) when given a loaded model, as the sweep does on purpose;
-- mergekit 0.1.5 writes its output config's dtype through transformers' deprecated ``torch_dtype`` setter.
+- HFLM warns twice (accelerate, distributed set-up) when given a loaded model, as the sweep does on purpose.
 """
 
 from __future__ import annotations
@@ -15,25 +14,14 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+
+from ..logs import DropMessages, dropped
 
 CUSTOM_KWARGS = ": Custom kwargs can be passed to `--metadata`"
 LOADED_MODEL = (
     "`pretrained` model kwarg is not of type `str`.",
     "Passed an already-initialized model through `pretrained`",
 )
-TORCH_DTYPE = "`torch_dtype` is deprecated! Use `dtype` instead!"
-
-
-class DropMessages(logging.Filter):
-    """Drops the log records whose message ``drop(message)`` accepts."""
-
-    def __init__(self, drop: Callable[[str], bool]) -> None:
-        super().__init__()
-        self.drop = drop
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self.drop(record.getMessage())
 
 
 def _ours_advised(message: str) -> bool:
@@ -69,22 +57,6 @@ def git_lookup() -> None:
     evaluator.get_git_commit_hash = get_git_commit_hash
 
 
-@contextlib.contextmanager
-def dropped(logger_name: str, drop: Callable[[str], bool]) -> Iterator[None]:
-    """``drop``'s messages of one logger are dropped inside the block."""
-    logger, found = logging.getLogger(logger_name), DropMessages(drop)
-    logger.addFilter(found)
-    try:
-        yield
-    finally:
-        logger.removeFilter(found)
-
-
 def loaded_model() -> contextlib.AbstractContextManager:
     """Around wrapping a loaded model in HFLM: its two warnings about that are dropped."""
     return dropped("lm_eval.models.huggingface", lambda message: message.startswith(LOADED_MODEL))
-
-
-def torch_dtype_setter() -> contextlib.AbstractContextManager:
-    """Around mergekit's ``run_merge``: transformers' ``torch_dtype`` deprecation (mergekit's setter) is dropped."""
-    return dropped("transformers.configuration_utils", lambda message: message == TORCH_DTYPE)

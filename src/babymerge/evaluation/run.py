@@ -141,7 +141,13 @@ def run_cli(
     only, see :func:`model_results`) into ``model_dir`` for ``babymerge push``.
     """
     model_dir = check_inputs(
-        model_dir, tasks, data_dir=data_dir, features=features, limit=limit, save_to_model=save_to_model
+        model_dir,
+        tasks,
+        data_dir=data_dir,
+        features=features,
+        limit=limit,
+        save_to_model=save_to_model,
+        allow_feature_mismatch=allow_feature_mismatch,
     )
     from lm_eval.__main__ import cli_evaluate
 
@@ -212,10 +218,12 @@ def check_inputs(
     features: str | None = None,
     limit: str | None = None,
     save_to_model: bool = False,
+    allow_feature_mismatch: bool = False,
 ) -> str:
     """What ``run_cli`` checks before lm-eval or any model loads, each mistake one line (about a second):
     ``--save-to-model`` with ``--limit``, the model (a missing folder, a training run's folder, a Hub name
-    while offline: ``model_source``), ``babylm_*`` task names, the tasks' data and the feature file.
+    while offline: ``model_source``), ``babylm_*`` task names, the tasks' data and the feature file (present,
+    and made with the backbone and pooling the checkpoint's config records, unless ``allow_feature_mismatch``).
     Returns the model as lm-eval should load it (``~`` expanded)."""
     from ..model_source import looks_local, resolve
     from .plugin import check_task_data, check_task_names
@@ -234,6 +242,14 @@ def check_inputs(
     check_task_data(names, data_dir)
     if features and not Path(features).is_file():
         raise BabymergeError(f"{features}: no such feature file (--features; see `babymerge features`)")
+    if features and (folder / "config.json").is_file() and not allow_feature_mismatch:
+        from types import SimpleNamespace
+
+        from ..features.metadata import mismatch, read_metadata
+
+        config = SimpleNamespace(**json.loads((folder / "config.json").read_text()))
+        if problem := mismatch(read_metadata(features), config):
+            raise BabymergeError(f"{features}: {problem}; pass --allow-feature-mismatch to evaluate anyway")
     return str(folder)
 
 

@@ -7,7 +7,8 @@ correlation (Wug). ``ItemScores`` turns the averaging kinds into values, cells a
 ``sum_c w_c * mean(values in c)``, which is exactly each task's aggregation.
 
 - ``interval``: an accuracy of 0/1 items in one cell gets the exact (Clopper-Pearson) binomial interval; anything
-  else a percentile bootstrap that resamples items within each cell (the cells are the tasks' fixed design).
+  else a percentile bootstrap that resamples items within each cell (the cells are the tasks' fixed design),
+  drawn as multinomial counts of each cell's distinct values: the same distribution, at the cost of those values.
 - ``compare``: the difference of two models on the same items, with a paired bootstrap interval (the same
   resampled items for both) and, for 0/1 items, McNemar's exact test; the verdict is "ahead" or "behind" when the
   interval excludes 0, else "not distinguishable".
@@ -57,16 +58,41 @@ class ItemScores:
     def resampled_scores(self, rng: np.random.Generator, resamples: int = RESAMPLES, *others: ItemScores):
         """Scores of ``resamples`` stratified bootstrap samples of this task (and of ``others`` on the same
         resampled items, for paired comparisons): an array ``(1 + len(others), resamples)``."""
-        out = np.zeros((1 + len(others), resamples))
-        for cell, weight in enumerate(self.weights):
-            members = np.flatnonzero(self.cells == cell)
-            picks = members[rng.integers(0, len(members), size=(resamples, len(members)))]
-            for row, scores in enumerate((self, *others)):
-                out[row] += weight * scores.values[picks].mean(axis=1)
-        return out
+        # Drawing a cell's n items with replacement counts each distinct value row (a, b, ...) of the cell
+        # multinomially: the same distribution as resampling the items, at the cost of the distinct rows only.
+        rows = np.stack([scores.values for scores in (self, *others)], axis=1)  # (items, models)
+        distinct, which = np.unique(np.column_stack([self.cells, rows]), axis=0, return_inverse=True)
+        which = which.reshape(-1)
+        cell_of = distinct[:, 0].astype(int)
+        slot = np.arange(len(distinct)) - np.searchsorted(cell_of, cell_of)  # position of a row in its cell
+        sizes = np.bincount(self.cells, minlength=len(self.weights))
+        counts = np.zeros((len(self.weights), slot.max() + 1))
+        np.add.at(counts, (cell_of, slot), np.bincount(which, minlength=len(distinct)))
+        values = np.zeros((*counts.shape, rows.shape[1]))
+        values[cell_of, slot] = distinct[:, 1:]
+        drawn = _multinomial(rng, sizes, counts / sizes[:, None], resamples)
+        means = np.einsum("rcd,cdm->rcm", drawn, values) / sizes[None, :, None]
+        return np.einsum("rcm,c->mr", means, self.weights)
 
     def same_items(self, other: ItemScores) -> bool:
         return np.array_equal(self.cells, other.cells) and np.array_equal(self.weights, other.weights)
+
+
+def _multinomial(rng: np.random.Generator, n: np.ndarray, p: np.ndarray, resamples: int) -> np.ndarray:
+    """``resamples`` multinomial draws for each row of ``p`` (cells x categories) with ``n`` trials per cell,
+    as conditional binomials (fast for the few categories of 0/1 items): an array (resamples, cells, categories)."""
+    if p.shape[1] > 16:
+        return rng.multinomial(n, p, size=(resamples, len(n)))
+    out = np.zeros((resamples, *p.shape), dtype=np.int64)
+    left = np.broadcast_to(n, (resamples, len(n))).astype(np.int64)
+    rest = np.ones(len(n))
+    for category in range(p.shape[1] - 1):
+        share = np.divide(p[:, category], rest, out=np.zeros(len(n)), where=rest > 1e-12).clip(0, 1)
+        out[:, :, category] = rng.binomial(left, share)
+        left = left - out[:, :, category]
+        rest = rest - p[:, category]
+    out[:, :, -1] = left
+    return out
 
 
 def _nested_weight(key: tuple, keys: list[tuple]) -> float:

@@ -19,7 +19,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import BabymergeError
 from ..io import atomic_file
+from .metadata import mismatch, read_metadata  # noqa: F401  (the feature file's metadata, read without torch)
 
 RANDOM_BACKBONE_WARNING = (
     "image features from a RANDOMLY INITIALISED backbone (random_backbone=true): they carry no visual meaning, "
@@ -100,32 +100,3 @@ class FeatureFile:
             raise BabymergeError(f"{path}: missing {sorted(missing) or ['image_ids metadata']} in the feature file")
         ids = json.loads(meta.pop("image_ids"))
         return cls(ids, tensors["features"].float(), tensors["black"].float(), meta)
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """A feature file's metadata (backbone, pooling, grid_size ...) without reading its tensors."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise BabymergeError(f"{path}: feature file not found (make one with `babymerge features`)")
-    try:
-        with safe_open(path, "pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise BabymergeError(f"{path}: not a readable safetensors feature file ({error})") from None
-
-
-def mismatch(meta: dict[str, str], config: Any) -> str | None:
-    """How features with metadata ``meta`` differ from those a babyllava ``config`` was built for (its
-    ``vision_backbone``, ``image_pooling``, ``image_grid_size``, set by ``babymerge init --features``), in one
-    line; ``None`` when they match. A backbone that either side does not record is not compared."""
-    ours = {"backbone": getattr(config, "vision_backbone", None), "pooling": getattr(config, "image_pooling", "mean")}
-    theirs = {"backbone": meta.get("backbone") or None, "pooling": meta.get("pooling") or "mean"}
-    if ours["pooling"] == theirs["pooling"] == "grid":
-        ours["grid_size"] = getattr(config, "image_grid_size", None)
-        theirs["grid_size"] = int(meta["grid_size"]) if meta.get("grid_size", "").strip() else None
-    differ = [k for k in ours if ours[k] != theirs[k] and (k != "backbone" or (ours[k] and theirs[k]))]
-    if not differ:
-        return None
-    return ", ".join(f"{k} {theirs[k]!r} where the checkpoint was built for {ours[k]!r}" for k in differ)

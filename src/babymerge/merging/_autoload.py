@@ -2,7 +2,7 @@
 
 This file is executed at every interpreter start, so it imports nothing beyond ``os`` and ``sys`` and
 only installs a finder that watches a few mergekit and lm-eval modules. When one of them finishes loading, the
-matching babymerge registration runs: for mergekit the architectures, the RegMean method, the guarded
+matching babymerge registration runs: for mergekit the architectures, the RegMean and Fisher methods, the guarded
 ``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy
 registry entry), babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own tasks) and, for
 an ``lm_eval run`` of babymerge's tasks only, an index of babymerge's folder alone, and a stop before scoring

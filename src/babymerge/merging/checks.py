@@ -145,7 +145,8 @@ def check_tensors_reach_output(
 
 
 def check_recipe(merge_config: Any, module_names: Iterable[str]) -> None:
-    """Method known, parameters known and complete, base_model present when needed, no module left out."""
+    """Method known, parameters known and complete, base_model present when needed, no module left out, and the
+    method's own check of its inputs (``check_recipe`` on the method object, e.g. Fisher's statistics files)."""
     from mergekit.merge_methods import registry
     from mergekit.merge_methods.base import BasePolicy, ParameterScope
 
@@ -193,6 +194,9 @@ def check_recipe(merge_config: Any, module_names: Iterable[str]) -> None:
             )
     elif merge_config.slices is not None and len(list(module_names)) > 1:
         raise MergeInputError("slices: babyllava has several modules; use the modules: syntax for slices")
+    own_check = getattr(method, "check_recipe", None)  # a babymerge method's own inputs (Fisher's statistics)
+    if own_check is not None:
+        own_check(merge_config)
 
 
 def _suggest(key: str, allowed: Iterable[str]) -> str:

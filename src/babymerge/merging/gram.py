@@ -103,6 +103,35 @@ def read_text_sample(path: Path, limit: int) -> list[str]:
     return lines
 
 
+def read_sources(
+    command: str,
+    *,
+    text: str | os.PathLike | None = None,
+    captions: str | os.PathLike | None = None,
+    features: str | os.PathLike | None = None,
+    max_samples: int = 256,
+) -> list[tuple[list[str], torch.Tensor | None]]:
+    """The samples of ``babymerge gram`` / ``fisher``: text lines (features ``None``: the black image) and/or
+    captions with their images' features, at most ``max_samples`` of each."""
+    if (captions is None) != (features is None):
+        raise BabymergeError(f"{command}: --captions and --features go together")
+    sources: list[tuple[list[str], torch.Tensor | None]] = []
+    if text is not None:
+        sources.append((read_text_sample(Path(text), max_samples), None))
+    if captions is not None:
+        from ..features.store import FeatureFile
+        from ..formats.captions import read_captions
+        from ..training.data import join_features
+
+        feature_file = FeatureFile.load(features)
+        pairs = read_captions(captions)[:max_samples]
+        texts, idx = join_features(pairs, feature_file, Path(captions))
+        sources.append((texts, feature_file.features[idx]))
+    if not sources:
+        raise BabymergeError(f"{command}: give --text and/or --captions with --features")
+    return sources
+
+
 def gram_file(
     model_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -122,27 +151,11 @@ def gram_file(
     out = Path(out)
     if out.exists():
         raise BabymergeError(f"{out}: output file exists; choose another path or remove it")
-    if (captions is None) != (features is None):
-        raise BabymergeError("gram: --captions and --features go together")
+    sources = read_sources("gram", text=text, captions=captions, features=features, max_samples=max_samples)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows: dict[str, int] = {}
     sums: dict[str, torch.Tensor] = {}
-    sources = []
-    if text is not None:
-        lines = read_text_sample(Path(text), max_samples)
-        sources.append((lines, None))
-    if captions is not None:
-        from ..features.store import FeatureFile
-        from ..formats.captions import read_captions
-        from ..training.data import join_features
-
-        feature_file = FeatureFile.load(features)
-        pairs = read_captions(captions)[:max_samples]
-        texts, idx = join_features(pairs, feature_file, Path(captions))
-        sources.append((texts, feature_file.features[idx]))
-    if not sources:
-        raise BabymergeError("gram: give --text and/or --captions with --features")
     for texts, feats in sources:
         grams, counts = compute_grams(model, tokenizer, texts, feats, batch_size=batch_size, max_length=max_length)
         for name, gram in grams.items():

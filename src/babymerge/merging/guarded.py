@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import BabymergeError
 from ..io import atomic_dir, refuse_existing
+from ..logs import torch_dtype_setter
 from .checks import (
     MergeInputError,
     ModelInputs,
@@ -217,7 +218,8 @@ def guarded_run_merge(merge_config: Any, out_path: str, options: Any, config_sou
     try:
         with atomic_dir(out, create=False) as target:
             with local_paths_stay_local(), stable_model_order(), finite_inputs(), checked_outputs(out, kept):
-                original(merge_config, str(target), options, config_source=config_source)
+                with torch_dtype_setter():
+                    original(merge_config, str(target), options, config_source=config_source)
             check_tensors_reach_output([m.path for m in models], target, covered)
             check_complete_folder(target, models[0].path, options, tagalong)
     except MergeInputError:

@@ -1,4 +1,4 @@
-"""Plug babymerge into mergekit: architecture definitions, the RegMean method and the guarded ``run_merge``.
+"""Plug babymerge into mergekit: architecture definitions, the RegMean and Fisher methods, the guarded ``run_merge``.
 
 mergekit 0.1.5 has no plugin entry points. The start-up hook (``_autoload.py``) calls these functions as soon
 as the matching mergekit module has loaded; code that imports mergekit without the hook can call
@@ -42,16 +42,19 @@ def register_architectures() -> None:
 
 
 def register_methods() -> None:
-    """Register the merge methods mergekit lacks (``regmean``) in mergekit's method registry."""
-    partial = sys.modules.get(f"{__package__}.regmean")
-    if partial is not None and not hasattr(partial, "regmean_merge"):
-        return  # regmean.py is importing mergekit right now; it calls this function again when done
+    """Register the merge methods mergekit lacks (``regmean``, ``fisher``) in mergekit's method registry."""
+    for module, name in (("regmean", "regmean_merge"), ("fisher", "fisher_merge")):
+        partial = sys.modules.get(f"{__package__}.{module}")
+        if partial is not None and not hasattr(partial, name):
+            return  # that module is importing mergekit right now; it calls this function again when done
     registry = import_module("mergekit.merge_methods.registry")
 
+    from .fisher import fisher_merge
     from .regmean import regmean_merge
 
-    if regmean_merge.spec.name not in {m.spec.name for m in registry.registered_methods()}:
-        registry.register(regmean_merge)
+    for method in (regmean_merge, fisher_merge):
+        if method.spec.name not in {m.spec.name for m in registry.registered_methods()}:
+            registry.register(method)
 
 
 def install_guard() -> None:

@@ -3,7 +3,8 @@ on every task, as a table (markdown and CSV) and a figure.
 
 Built from a sweep's store: the checkpoint-by-checkpoint (aligned) pairs' ``linear`` points at alpha 1 (the
 text-only checkpoint's own weights) and alpha 0 (the multimodal checkpoint's), kept where both checkpoints
-have seen the same number of words (a milestone is crossed inside a batch: within 5%).
+have seen the same number of words (a milestone is crossed inside a batch: within 5%). Where the store holds both
+models' items, each milestone's difference gets its 95% paired interval and a verdict (``items.comparison_of``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_file
+from .items import FIELD, comparison_of, interval_of, scaled, verdict_text
 from .report import TIES, TIES_NOTE, primary_metric, requested_tasks, with_ties
 from .tasks import chance_level, equal_words, limited_titles, title
 
@@ -21,6 +23,13 @@ SERIES = (("text_only", "tab:blue", "text-only"), ("multimodal_score", "tab:oran
 FIELDS = ["words", "text", "multimodal", "text_words", "multimodal_words", "task", "metric"]
 FIELDS += ["text_only", "multimodal_score", "difference", "limit"]
 TIE_FIELDS = ["text_ties", "multimodal_ties"]  # tie fractions x100, where the store holds them
+# 95% intervals x100 of each score and of the paired difference, McNemar's p and the verdict, where items are stored
+INTERVAL_FIELDS = ["text_only_low", "text_only_high", "multimodal_low", "multimodal_high"]
+INTERVAL_FIELDS += ["difference_low", "difference_high", "p_mcnemar", "verdict"]
+PAIRED_NOTE = (
+    "With items stored: each score's 95% interval, then text-only minus multimodal [95% paired bootstrap "
+    "interval] and whether text-only is ahead, behind or not distinguishable at 95%."
+)
 
 
 def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -29,6 +38,7 @@ def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict
     metrics = {task: primary_metric(records, task) for task in tasks}
     scores: dict[tuple[int, str, str], dict[float, float]] = {}
     ties: dict[tuple[int, str], dict[float, float]] = {}
+    stored: dict[tuple[int, str], dict[float, str]] = {}  # encoded items by alpha
     limits = None  # documents per task (one for the whole grid: it is part of every result's key)
     pairs: dict[int, dict[str, Any]] = {}
     for r in records:
@@ -42,6 +52,8 @@ def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict
         if metrics.get(r["task"]) != r["metric"]:
             continue
         scores.setdefault((words, r["task"], r["metric"]), {})[float(r["alpha"])] = 100.0 * r["value"]
+        if r.get(FIELD):
+            stored.setdefault((words, r["task"]), {})[float(r["alpha"])] = r[FIELD]
         pairs.setdefault(words, {k: r[k] for k in ("text", "multimodal", "text_words", "multimodal_words")})
         limits = limits or r.get("limit")
     rows = []
@@ -62,7 +74,21 @@ def equal_word_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict
             )
             tied = ties.get((words, task), {})
             rows[-1].update({f: tied[a] for f, a in zip(TIE_FIELDS, (1.0, 0.0), strict=True) if a in tied})
+            rows[-1].update(paired(stored.get((words, task), {})))
     return [t for t in tasks if any(r["task"] == t for r in rows)], rows
+
+
+def paired(items: dict[float, str]) -> dict[str, Any]:
+    """Interval fields of a milestone from both models' stored items (alpha 1: text-only, 0: multimodal)."""
+    if 0.0 not in items or 1.0 not in items:
+        return {}
+    out = dict(zip(INTERVAL_FIELDS[:2], scaled(interval_of(items[1.0])), strict=True))
+    out.update(zip(INTERVAL_FIELDS[2:4], scaled(interval_of(items[0.0])), strict=True))
+    found = comparison_of(items[1.0], items[0.0])
+    if found is not None:
+        out.update(zip(INTERVAL_FIELDS[4:6], scaled(found), strict=True))
+        out.update(p_mcnemar=found.p_mcnemar, verdict=found.verdict, comparison=verdict_text(found))
+    return out
 
 
 def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> str:
@@ -73,7 +99,10 @@ def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None
     titles = limited_titles(records, titles)
     cell = {(r["words"], r["task"]): r for r in rows}
     head = ["words seen"] + [title(t, titles) for t in tasks]
-    lines = ["Each cell: text-only / multimodal; words seen: text-only / multimodal checkpoint.", ""]
+    lines = ["Each cell: text-only / multimodal; words seen: text-only / multimodal checkpoint."]
+    if any("verdict" in r for r in rows):
+        lines += ["", PAIRED_NOTE]
+    lines.append("")
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for words in sorted({r["words"] for r in rows}):
         pair = next(r for r in rows if r["words"] == words)
@@ -82,12 +111,22 @@ def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for task in tasks:
-        diffs = [r["difference"] for r in rows if r["task"] == task]
-        ahead, behind = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-        lines.append(
+        mine = [r for r in rows if r["task"] == task]
+        ahead, behind = sum(r["difference"] > 0 for r in mine), sum(r["difference"] < 0 for r in mine)
+        line = (
             f"- {title(task, titles)}: text-only ahead at {ahead}, multimodal ahead at {behind}, "
-            f"equal at {len(diffs) - ahead - behind} of {len(diffs)} milestones"
+            f"equal at {len(mine) - ahead - behind} of {len(mine)} milestones"
         )
+        tested = [r["verdict"] for r in mine if "verdict" in r]
+        if tested:
+            line += (
+                f"; at 95% (paired, {len(tested)} milestones with items): text-only ahead at "
+                f"{tested.count('ahead')}, multimodal ahead at {tested.count('behind')}, not distinguishable at "
+                f"{tested.count('not distinguishable')}"
+            )
+        if len(tested) < len(mine):
+            line += f"; {len(mine) - len(tested)} milestones have no items stored (no interval)"
+        lines.append(line)
     if any(r.get(f) for r in rows for f in TIE_FIELDS):
         lines.append(f"- {TIES_NOTE}")
     return "\n".join(lines) + "\n"
@@ -97,9 +136,15 @@ def _cell(row: dict[str, Any] | None) -> str:
     """``text-only / multimodal`` scores, each with its tie fraction when some items tied."""
     if row is None:
         return ""
-    text_only = with_ties(f"{row['text_only']:.2f}", row.get("text_ties"))
-    multimodal = with_ties(f"{row['multimodal_score']:.2f}", row.get("multimodal_ties"))
-    return f"{text_only} / {multimodal}"
+    text_only = with_ties(f"{row['text_only']:.2f}{_bounds(row, 'text_only')}", row.get("text_ties"))
+    multimodal = with_ties(f"{row['multimodal_score']:.2f}{_bounds(row, 'multimodal')}", row.get("multimodal_ties"))
+    paired_text = f"; {row['comparison']}" if row.get("comparison") else ""
+    return f"{text_only} / {multimodal}{paired_text}"
+
+
+def _bounds(row: dict[str, Any], prefix: str) -> str:
+    low, high = row.get(f"{prefix}_low"), row.get(f"{prefix}_high")
+    return "" if low is None else f" [{low:.2f}, {high:.2f}]"
 
 
 def write_equal_words(
@@ -118,7 +163,8 @@ def write_equal_words(
     with atomic_file(md) as tmp:
         tmp.write_text("# Text-only vs multimodal at equal words seen (x100)\n\n" + markdown(records, titles))
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS + [f for f in TIE_FIELDS if any(f in r for r in rows)])
+        extra = [f for f in TIE_FIELDS + INTERVAL_FIELDS if any(f in r for r in rows)]
+        writer = csv.DictWriter(handle, fieldnames=FIELDS + extra, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return [md, csv_path, plot(tasks, rows, out_dir / "plots" / "equal_words.png", titles, note)]
@@ -131,7 +177,7 @@ def plot(tasks: list[str], rows: list[dict[str, Any]], path: Path, titles: dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import min_span, save_figure, words_axis
+    from .report import band, min_span, save_figure, words_axis
     from .tasks import is_image_task
 
     columns = min(len(tasks), 3)
@@ -142,8 +188,10 @@ def plot(tasks: list[str], rows: list[dict[str, Any]], path: Path, titles: dict[
     for axis, task in zip(axes.flat, tasks, strict=False):
         mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["words"])
         words = [r["words"] for r in mine]
-        for key, colour, label in SERIES:
+        for (key, colour, label), prefix in zip(SERIES, ("text_only", "multimodal"), strict=True):
             axis.plot(words, [r[key] for r in mine], marker="o", markersize=3, color=colour, label=label)
+            low, high = f"{prefix}_low", f"{prefix}_high"
+            band(axis, [(r["words"], r[low], r[high]) for r in mine if r.get(low) is not None], colour)
         chance = chance_level(task)
         if chance is not None:
             axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")

@@ -11,6 +11,7 @@ from lm_eval.api.model import LM
 from lm_eval.evaluator import evaluate as lm_eval_evaluate
 
 from ..evaluation.results import metrics
+from .items import encode
 
 
 def build_requests_once(task: Any) -> None:
@@ -35,6 +36,22 @@ def build_requests_once(task: Any) -> None:
         task._instances = list(built[key])
 
     task.build_all_requests = build_all_requests
+
+
+def capture_items(task: Any, into: dict[tuple[str, str], list]) -> None:
+    """Make an lm-eval task keep the per-document metric items its aggregations are given (what its
+    ``process_results`` returned), in ``into[(task name, metric)]``: the scores behind intervals and paired tests."""
+    original = task.aggregation
+    name = task.config.task
+
+    def keeping(metric: str, aggregate: Any) -> Any:
+        def aggregate_and_keep(items: list) -> Any:
+            into[(name, metric)] = items  # encoded right after evaluate, before lm-eval drops them
+            return aggregate(items)
+
+        return aggregate_and_keep
+
+    task.aggregation = lambda: {metric: keeping(metric, fn) for metric, fn in original().items()}
 
 
 def _tasks_in(task_dict: dict) -> list[Any]:
@@ -62,10 +79,15 @@ class TaskScorer:
         self.limit = limit
         self.reads = reads
         self.image_tasks = set()
+        self.items: dict[tuple[str, str], list] = {}
+        self.keep_items = True  # False: no per-document items kept (the cost benchmark's other leg)
+        self.item_scores: dict[tuple[str, str], str] = {}  # the last ``score`` call's items, by (task, metric)
         for name, task_dict in task_dicts.items():
             for task in _tasks_in(task_dict):
                 if hasattr(task, "build_all_requests"):
                     build_requests_once(task)
+                if hasattr(task, "aggregation") and hasattr(getattr(task, "config", None), "task"):
+                    capture_items(task, self.items)
                 if getattr(getattr(task, "config", None), "doc_to_image", None):
                     self.image_tasks.add(name)
 
@@ -75,14 +97,30 @@ class TaskScorer:
 
     def score(self, task: str) -> list[dict[str, Any]]:
         """``{"task", "metric", "value", "stderr"}`` rows for ``task`` (and its subtasks, when a group); the task's
-        own rows also carry ``items``, the documents scored."""
+        own rows also carry ``items``, the documents scored. ``item_scores`` then holds each (sub)task's primary
+        metric items, encoded (``items.encode``), by the row's ``(task, metric)``."""
+        self.items.clear()
         results = lm_eval_evaluate(
             self.lm, self.task_dicts[task], limit=self.limit, bootstrap_iters=0, log_samples=False, verbosity="ERROR"
         )
         rows = metric_rows(results or {}, task)
         # documents scored (all subtasks of a group): what one item is worth, for the selection rule's remarks
         items = sum(int(n.get("effective", 0)) for n in (results or {}).get("n-samples", {}).values())
-        return [{**row, "items": items} if row["task"] == task else row for row in rows]
+        rows = [{**row, "items": items} if row["task"] == task else row for row in rows]
+        self.item_scores = item_scores(rows, task, self.items) if self.keep_items else {}
+        return rows
+
+
+def item_scores(rows: list[dict[str, Any]], task: str, captured: dict[tuple[str, str], list]) -> dict[tuple, str]:
+    """Each (sub)task's primary-metric items, encoded, by its row's ``(task, metric)``."""
+    from .report import primary_metric
+
+    out = {}
+    for row in rows:
+        kept = captured.get((row["task"].removeprefix(f"{task}/"), row["metric"]))
+        if kept and row["metric"] == primary_metric(rows, row["task"]):
+            out[(row["task"], row["metric"])] = encode(kept)
+    return out
 
 
 def metric_rows(results: dict[str, Any], task: str) -> list[dict[str, Any]]:

@@ -96,6 +96,9 @@ class Keys:
         if spec.needs_base:
             fields["base"] = self.fingerprint(self.config.base)
         fields |= {"parameters": spec.parameters, "seed": spec.seed if spec.randomised else None}
+        statistics = spec.statistics({"text": text.path, "multimodal": multimodal.path})
+        if statistics:  # the statistics files the method reads (Fisher's), by content
+            fields["statistics"] = {role: data_fingerprint(path) for role, path in statistics.items()}
         return fields | self.common_inputs | self.task_inputs(task)
 
     def point(self, pair: Pair, spec: MergeSpec, task: str) -> PointKey:

@@ -31,11 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import BabymergeError
 from ..formats.checkpoint import check_same_shapes, read_state, shapes
 from ..merging.checks import ModelInputs, check_finite, check_same_architecture, read_model
+from ..merging.fisher import beside as fisher_statistics
 from ..merging.parents import check_parents
 
 TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
 DTYPE = "float32"
 RANDOMISED = {"dare_ties", "dare_linear", "della", "della_linear"}  # methods that draw random masks
+# methods that read a statistics file per checkpoint: method -> (its per-model parameter, the file of a folder)
+STATISTICS = {"fisher": ("fisher", fisher_statistics)}
 
 
 def method_or_error(name: str):
@@ -77,6 +80,14 @@ class MergeSpec(BaseModel):
     def needs_base(self) -> bool:
         """True when the method takes deltas from the shared initial checkpoint."""
         return not self.uses_t and self._method.spec.contract.base == BasePolicy.REQUIRED
+
+    def statistics(self, folders: dict[str, Path]) -> dict[str, Path]:
+        """Per role, the statistics file the method reads beside each checkpoint (computed once per checkpoint,
+        e.g. by ``babymerge fisher``, and reused at every alpha); empty for other methods."""
+        param, place = STATISTICS.get(self.method, (None, None))
+        if param is None or param in self.parameters:
+            return {}
+        return {role: place(folder) for role, folder in folders.items()}
 
     def check(self) -> None:
         names = self._param_names
@@ -127,8 +138,11 @@ class MergeSpec(BaseModel):
             config["models"].append({"model": config["base_model"]})
         return config
 
-    def merge(self, states: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Merge in memory; ``states`` maps ``text``, ``multimodal`` (and ``base``) to state dicts."""
+    def merge(
+        self, states: dict[str, dict[str, torch.Tensor]], folders: dict[str, Path] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Merge in memory; ``states`` maps ``text``, ``multimodal`` (and ``base``) to state dicts, ``folders``
+        the same roles to their checkpoint folders (where a method's statistics files lie)."""
         self.check()
         per_model, shared = self._split_parameters()
         if self.uses_t:
@@ -140,6 +154,9 @@ class MergeSpec(BaseModel):
             params = {"weight": {TEXT: self.alpha, MULTIMODAL: 1.0 - self.alpha}, **shared}
             for key, value in per_model.items():
                 params[key] = {TEXT: value, MULTIMODAL: value}
+            files = self.statistics(folders or {})
+            if files:
+                params[STATISTICS[self.method][0]] = {role: str(files[role]) for role in inputs}
             base = None
             if self.needs_base:
                 if BASE not in states:

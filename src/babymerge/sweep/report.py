@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_file
+from .items import FIELD, SEED, interval_of, scaled
 from .store import PointKey
 from .tasks import chance_level, equal_words, is_image_task, limited_titles, title, words_label
 
@@ -33,8 +34,28 @@ def requested_tasks(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["task"] for r in records if r.get("alpha") is not None and "/" not in r["task"]))
 
 
+INTERVAL_NOTE = (
+    "[low, high]: 95% interval over the task's items (exact binomial for a plain accuracy, else a bootstrap over "
+    f"items within each paradigm, seed {SEED})"
+)
+
+
+def low_column(task: str) -> str:
+    return f"{task}_low"
+
+
+def high_column(task: str) -> str:
+    return f"{task}_high"
+
+
+def items_column(task: str) -> str:
+    """The row key of a task's stored items (not written to the CSV)."""
+    return f"{task} {FIELD}"
+
+
 def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Wide rows, one per (pair, method, alpha), with each task's primary score x100; and the task names."""
+    """Wide rows, one per (pair, method, alpha), with each task's primary score x100, its 95% interval x100
+    (``<task>_low``, ``<task>_high``) where the store holds its items; and the task names."""
     tasks = requested_tasks(records)
     metrics = {task: primary_metric(records, task) for task in tasks}
     rows: dict[tuple, dict[str, Any]] = {}
@@ -58,6 +79,9 @@ def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
             },
         )
         row[r["task"]] = 100.0 * r["value"]
+        if r.get(FIELD):
+            row[items_column(r["task"])] = r[FIELD]
+            row[low_column(r["task"])], row[high_column(r["task"])] = scaled(interval_of(r[FIELD]))
     for (point, task), value in ties.items():
         if point in rows:
             rows[point][ties_column(task)] = value
@@ -73,6 +97,26 @@ def ties_column(task: str) -> str:
 def with_ties(score: str, ties: float | None) -> str:
     """``61.02 (ties 0.40%)`` when some items tied, else the score alone."""
     return f"{score} (ties {ties:.2f}%)" if ties else score
+
+
+def score_cell(row: dict[str, Any], task: str) -> str:
+    """``61.02 [60.10, 61.90]`` (score and 95% interval x100) with the tie marker; the score alone without items."""
+    score = _fmt(row.get(task))
+    if score and row.get(low_column(task)) is not None:
+        score += f" [{row[low_column(task)]:.2f}, {row[high_column(task)]:.2f}]"
+    return with_ties(score, row.get(ties_column(task)))
+
+
+def interval_notes(tasks: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """What ``[low, high]`` means, and how many scores have no items stored (hence no interval)."""
+    cells = [(row, t) for row in rows for t in tasks if row.get(t) is not None]
+    without = sum(low_column(t) not in row for row, t in cells)
+    notes = [INTERVAL_NOTE] if without < len(cells) else []
+    if without:
+        notes.append(
+            f"{without} scores have no items stored (scored before items were kept, or a group's score): no interval"
+        )
+    return notes
 
 
 def ties_notes(tasks: list[str], rows: list[dict[str, Any]]) -> list[str]:
@@ -101,9 +145,9 @@ def markdown_table(records: list[dict[str, Any]], titles: dict[str, str] | None 
     lines = ["| pair | method | alpha | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(tasks)]
     for row in rows:
         cells = [row["pair"], row["method"], f"{row['alpha']:g}"]
-        cells += [with_ties(_fmt(row.get(t)), row.get(ties_column(t))) for t in tasks]
+        cells += [score_cell(row, t) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = ties_notes(tasks, rows)
+    notes = interval_notes(tasks, rows) + ties_notes(tasks, rows)
     return "\n".join(lines + [""] * bool(notes) + [f"- {note}" for note in notes]) + "\n"
 
 
@@ -121,6 +165,7 @@ def write_table(
         tmp.write_text(markdown_table(records, titles) + (remarks and remarks + "\n"), encoding="utf-8")
     fields = ["pair", "method", "alpha", "text", "multimodal", "text_words", "multimodal_words", "limit", *tasks]
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        fields += [c for t in tasks for c in (low_column(t), high_column(t)) if any(c in row for row in rows)]
         fields += [ties_column(t) for t in tasks if any(ties_column(t) in row for row in rows)]
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -214,20 +259,33 @@ class PairStyles:
         return cls(first_row, aligned, selected, words, norm)
 
 
+def band(axis, points: list[tuple[float, float, float]], colour: Any) -> bool:
+    """A shaded 95% band through ``(x, low, high)`` points; False when there are none."""
+    if not points:
+        return False
+    x, low, high = zip(*sorted(points), strict=True)
+    axis.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+    return True
+
+
 def alpha_figure(
     task: str, records: list[dict[str, Any]], rows: list[dict[str, Any]], styles: PairStyles, note: str, name: str
 ):
     """``<task>_vs_alpha.png``: one panel per method, the task's score against alpha for each pair."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     methods = list(dict.fromkeys(r["method"] for r in rows))
     chance = chance_level(task)
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    bands: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     for r in rows:
         if r.get(task) is not None:
             series[(r["pair"], r["method"])].append((r["alpha"], r[task]))
+        if r.get(low_column(task)) is not None:
+            bands[(r["pair"], r["method"])].append((r["alpha"], r[low_column(task)], r[high_column(task)]))
     figure, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), squeeze=False, sharey=True)
     handles: dict[str, Any] = {}
     bold = ["black", "tab:red", "tab:purple", "tab:brown"]
@@ -249,6 +307,8 @@ def alpha_figure(
                     markersize=3,
                 )
                 handles.setdefault(f"merged pair: {pair_label(styles.first_row[pair])}", line)
+                if band(axis, bands.get((pair, method), []), bold[i % len(bold)]):
+                    handles.setdefault("95% interval over items", Patch(color="grey", alpha=0.2))
         if chance is not None:
             handles["chance"] = axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
         axis.set_title(method.replace("_", " "), fontsize=10)
@@ -297,13 +357,15 @@ def words_figure(task: str, records: list[dict[str, Any]], rows: list[dict[str, 
         alphas = sorted({r["alpha"] for r in by_words if r["method"] == method})
         colours = plt.cm.coolwarm([i / max(len(alphas) - 1, 1) for i in range(len(alphas))])
         for alpha, colour in zip(alphas, colours, strict=True):
-            at: dict[int, float] = {}  # one point per words count (a milestone and ``final`` may coincide)
+            at: dict[int, dict] = {}  # one point per words count (a milestone and ``final`` may coincide)
             for r in by_words:
                 if r["method"] == method and r["alpha"] == alpha:
-                    at.setdefault(r["text_words"], r[task])
+                    at.setdefault(r["text_words"], r)
             points = sorted(at.items())
             label = {0.0: "0 (multimodal)", 1.0: "1 (text-only)"}.get(alpha, f"{alpha:g} (merged)")
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker=".", color=colour, label=label)
+            axis.plot([p[0] for p in points], [p[1][task] for p in points], marker=".", color=colour, label=label)
+            low, high = low_column(task), high_column(task)
+            band(axis, [(w, r[low], r[high]) for w, r in points if r.get(low) is not None], colour)
         if chance is not None:
             axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
         words_axis(axis, [r["text_words"] for r in by_words])
@@ -353,9 +415,11 @@ def write_report(
     titles: dict[str, str] | None = None,
     selected: list[str] | None = None,
 ) -> list[Path]:
-    """Table, the equal-word comparison, and plots; returns the files written."""
+    """Table, paired comparisons, the equal-word comparison, and plots; returns the files written."""
+    from .comparisons import write_comparisons
     from .equal_words import write_equal_words
 
     md, csv_path = write_table(records, out_dir, titles)
     plots = write_plots(records, Path(out_dir) / "plots", note, titles, selected)
-    return [md, csv_path, *write_equal_words(records, out_dir, titles, note), *plots]
+    compared = write_comparisons(records, out_dir, titles)
+    return [md, csv_path, *compared, *write_equal_words(records, out_dir, titles, note), *plots]

@@ -22,6 +22,7 @@ from .checkpoints import Checkpoint, aligned_pairs, find_checkpoints
 from .config import SweepConfig
 from .evaluate import TaskScorer, babyllava_scorer
 from .grid import Keys, Pair, my_points, pair_id
+from .items import FIELD
 from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, read_checked
 from .selection import best_checkpoint, selection_remarks
 from .slot import ModelSlot
@@ -105,6 +106,10 @@ class Sweep:
                 raise BabymergeError(f"method {spec.method!r} needs the shared initial checkpoint: set base (--base)")
         folders = [c.path for c in self.texts + self.multimodals] + [config.base] * bool(config.base)
         read_checked(list(dict.fromkeys(folders)))
+        for spec in config.specs():  # a method's statistics files (Fisher's), for every checkpoint of both series
+            for path in spec.statistics({c.path: c.path for c in self.texts + self.multimodals}).values():
+                if not path.is_file():
+                    raise BabymergeError(f"{path}: no {spec.method} statistics file (`babymerge {spec.method} MODEL`)")
 
     @property
     def model(self) -> torch.nn.Module:
@@ -197,8 +202,10 @@ class Sweep:
         start = time.perf_counter()
         rows = self.scorer.score(key.task)
         seconds = time.perf_counter() - start
+        kept = getattr(self.scorer, "item_scores", {})  # per-document items, where the scorer keeps them
+        rows = [{**r, FIELD: kept[k]} if (k := (r["task"], r["metric"])) in kept else r for r in rows]
         fields = {**fields, "limit": self.config.limit}
-        self.store.append(result_records(key, rows, fields, seconds, self.random_backbone))
+        self.store.append_scored(result_records(key, rows, fields, seconds, self.random_backbone))
 
     # -- the selection rule -----------------------------------------------------------------------------------
     def select(self) -> Pair:
@@ -260,7 +267,7 @@ class Sweep:
                 pair, spec = mine[i]
                 bar.set_postfix_str(f"{pair_id(pair)} {spec.method} alpha={spec.alpha}")
                 self.run_point(pair, spec, missing)
-        return self.current(self.store.records())
+        return self.current(self.store.records(with_items=True))
 
     def run_point(self, pair: Pair, spec: MergeSpec, tasks: list[str]) -> None:
         start = time.perf_counter()

@@ -59,7 +59,7 @@ class ModelSlot:
             else:
                 check_same_tensors(folders)
             self._checked.add(tuple(folders.values()))
-        merged = spec.merge(states)
+        merged = spec.merge(states, folders)
         if text_lm:
             merged |= {n: states[MULTIMODAL][n] for n in multimodal_only_names(folders[MULTIMODAL], merged)}
         return merged

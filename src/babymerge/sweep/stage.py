@@ -30,7 +30,7 @@ class SweepOutcome:
 def wait_for_points(sweep: Sweep, timeout_s: float = 24 * 3600) -> list[dict[str, Any]]:
     """Rank 0's barrier: wait until the store holds every (point, task) of the grid; return the grid's records."""
     sweep.store.wait_for(sweep.grid_keys(), "the other ranks' points", timeout_s, check=sweep.wait_check)
-    return sweep.current(sweep.store.records())
+    return sweep.current(sweep.store.records(with_items=True))
 
 
 def sweep_and_report(
@@ -102,7 +102,7 @@ def materialize_merges(sweep: Sweep, records: list[dict[str, Any]], choices: lis
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
-    from ..evaluation.quiet import torch_dtype_setter
+    from ..logs import torch_dtype_setter
 
     try:  # babymerge's architecture, methods and guard (normally loaded by its start-up hook)
         from ..merging.plugin import register

@@ -10,6 +10,10 @@ The first line with a key wins, so a result is never counted twice. Writers take
 on a side file, re-read the keys, and append only new records, then ``fsync``: a killed writer leaves at most
 one unfinished last line, which readers skip and the next writer closes with a newline. Sweeps skip every
 (point, task) already present, so a rerun resumes.
+
+The per-document items behind a score (``items.FIELD``) go to a sidecar store, ``results.items.jsonl``, one
+record per (point key, metric) under the same rules, so the results file stays quick to read. They are written
+before the result, so a stored result has its items unless it was scored without them (an older store).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import BabymergeError, BadValueError
+from .items import FIELD
 
 LEGACY = ""  # the ``inputs`` of records written before inputs were fingerprinted: they match no point
 SELECT = "checkpoint"  # the ``method`` of a single checkpoint's own score (the selection rule's)
@@ -103,8 +108,17 @@ class ResultStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every complete record, first occurrence of each key only, in file order."""
+    @property
+    def items_store(self) -> ResultStore:
+        """The sidecar store of per-document items: ``results.items.jsonl`` beside ``results.jsonl``."""
+        return ResultStore(self.path.with_name(f"{self.path.stem}.items{self.path.suffix}"))
+
+    def records(self, with_items: bool = False) -> list[dict[str, Any]]:
+        """Every complete record, first occurrence of each key only, in file order; ``with_items``: each record
+        whose items the sidecar holds carries them (``items.FIELD``)."""
+        if with_items:
+            stored = {record_key(r): r[FIELD] for r in self.items_store.records() if FIELD in r}
+            return [{**r, FIELD: stored[k]} if (k := record_key(r)) in stored else r for r in self.records()]
         if not self.path.exists():
             return []
         seen: set[tuple] = set()
@@ -193,6 +207,12 @@ class ResultStore:
                 handle.seek(0)
                 handle.truncate()
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append_scored(self, records: list[dict[str, Any]]) -> int:
+        """Append results whose rows may carry items: the items to the sidecar first, then the results."""
+        keys = ("pair", "method", "alpha", "task", "inputs", "metric")
+        self.items_store.append([{**{k: r.get(k) for k in keys}, FIELD: r[FIELD]} for r in records if FIELD in r])
+        return self.append([{k: v for k, v in r.items() if k != FIELD} for r in records])
 
     def append(self, records: list[dict[str, Any]]) -> int:
         """Append the records whose keys are not yet present; return how many were written."""

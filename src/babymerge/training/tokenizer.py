@@ -20,6 +20,8 @@ CHUNK_CHARS = 1 << 16
 def text_files(folder: str | os.PathLike) -> list[Path]:
     """The ``.train`` files of a BabyLM-format folder (or the one file given), sorted; ``*_dev.train`` are held out."""
     path = Path(folder)
+    if not path.exists():
+        raise BabymergeError(f"{path}: no such file or folder (expected BabyLM-format text: a folder of .train files)")
     files = [path] if path.is_file() else sorted(p for p in path.glob("*.train") if not p.stem.endswith("_dev"))
     if not files:
         raise BabymergeError(f"{path}: no .train files found (expected BabyLM-format text)")
