@@ -300,7 +300,7 @@ def test_milestone_folder_loads_alone_in_a_fresh_process(setup):
 
 def test_multimodal_run_mixes_captions_and_learns(setup):
     cfg = config(
-        setup, "multimodal", mode="multimodal", captions=setup["captions"], features=setup["features"], max_steps=24
+        setup, "multimodal", mode="multimodal", captions=setup["captions"], features=setup["features"], epochs=2
     )
     dataset, collator = build_dataset(cfg, setup["tokenizer"], 1, FeatureFile.load(cfg.features).black)
     images = FeatureFile.load(cfg.features)
@@ -309,16 +309,33 @@ def test_multimodal_run_mixes_captions_and_learns(setup):
     caption_words = sum(len(c.split()) for c in captions)
     assert int(dataset.caption_words.sum()) == caption_words
     assert abs(int(dataset.block_words.sum()) - caption_words) <= int(dataset.block_words.max())
-    row = dataset[len(dataset.blocks)]
-    assert row["input_ids"][-1] == setup["tokenizer"].eos_token_id and row["image_row"] >= 0
+    packed = [dataset[i] for i in range(len(dataset.blocks), len(dataset))]
+    row = max(packed, key=lambda r: len(r["lengths"]))  # several captions end to end, each with its image
+    assert len(row["lengths"]) > 1 and sum(row["lengths"]) == len(row["input_ids"]) <= cfg.max_length
+    ends = torch.tensor(row["lengths"]).cumsum(0) - 1
+    assert row["input_ids"][ends].eq(setup["tokenizer"].eos_token_id).all() and min(row["image_rows"]) >= 0
     batch = collator([dataset[0], row])
-    assert torch.equal(batch["image_features"][1], images.features[row["image_row"]])
+    assert torch.equal(batch["image_features"][1:], images.features[row["image_rows"]])
+    unpacked, _ = build_dataset(cfg.model_copy(update={"pack_captions": False}), setup["tokenizer"], 1, images.black)
+    assert "image_row" in unpacked[len(unpacked.blocks)] and len(unpacked) > len(dataset)
+    assert (
+        sum(unpacked[i]["num_words"] for i in range(len(unpacked)))
+        == dataset.num_words
+        == sum(dataset[i]["num_words"] for i in range(len(dataset)))
+    )
 
     out = train(cfg)
     rows = loss_log(out)
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
     meta = json.loads((out / "checkpoints" / "final" / "babymerge_training.json").read_text())
     assert meta["mode"] == "multimodal" and meta["words_seen"] == rows[-1]["words_seen"]
+    speed = json.loads((out / "throughput.json").read_text())
+    assert speed["words"] == meta["words_seen"] == 2 * dataset.num_words
+    assert speed["tokens"] == 2 * sum(len(dataset[i]["input_ids"]) for i in range(len(dataset)))
+    assert speed["padding_fraction"] == pytest.approx(1 - speed["tokens"] / speed["slots"], abs=1e-5)
+    assert speed["padding_fraction"] < 0.15  # captions of 20-63 tokens here, in 64-token rows
+    assert speed["words_per_s"] == pytest.approx(speed["words"] / speed["seconds"], rel=1e-3)
+    assert speed["achieved_tflops"] > 0
 
 
 def test_cli_trains_from_yaml_with_flag_overrides_and_plots_both_runs(setup, tmp_path, capsys):

@@ -40,6 +40,9 @@ class DemoConfig(BaseModel):
         0.5, gt=0, lt=1, description="multimodal run: share of words from text (paper 0.5); null: all text + captions"
     )
     max_length: int = Field(64, ge=8, description="tokens per packed training block")
+    pack_captions: bool = Field(
+        False, description="multimodal run: several captions per row (fewer optimizer steps per epoch)"
+    )
     batch_size: int = Field(32, ge=1, description="training rows per step")
     learning_rate: float = Field(2e-3, gt=0, description="peak learning rate of both runs")
     milestone_unit: int | None = Field(None, ge=1, description="words per milestone unit (default fits the data)")

@@ -222,6 +222,7 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
         if (out / "checkpoints" / "final" / "config.json").is_file():
             continue
         extra = {"captions": inputs.captions, "features": features, "text_ratio": config.text_ratio}
+        extra["pack_captions"] = config.pack_captions  # off by default: the demo's figures use a caption a row
         extra = extra if mode == "multimodal" else {}
         todo.append(TrainConfig(mode=mode, out=out, **common, **extra))
     what = f"({epochs:g} epochs, a checkpoint every BabyLM milestone of {unit:,} words)"

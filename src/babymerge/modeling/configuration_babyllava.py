@@ -20,8 +20,9 @@ AUTO_MAP = {
 class BabyLlavaConfig(PreTrainedConfig):
     """A LLaVA-1.5 style model whose vision encoder runs offline.
 
-    ``image_features`` of shape ``(batch, num_image_tokens, vision_feature_dim)`` go through a 2-layer MLP
-    projector and replace the embeddings of the ``image_token_index`` placeholders in ``input_ids``.
+    ``image_features`` of shape ``(batch, num_image_tokens, vision_feature_dim)`` (or, for rows holding several
+    images, ``(images, ...)`` in the order of their placeholders) go through a 2-layer MLP projector and replace
+    the embeddings of the ``image_token_index`` placeholders in ``input_ids``.
     ``image_pooling`` records how the features were pooled from the backbone's patches: ``mean`` (one
     token, the paper's setting), ``grid`` (``image_grid_size`` squared tokens) or ``patches`` (all patches).
     The black image's features, used whenever no image is given, live in the weights as

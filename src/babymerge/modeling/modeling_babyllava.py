@@ -59,25 +59,39 @@ class BabyLlavaModel(BabyLlavaPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
-    def check_image_features(self, image_features: torch.Tensor | None, batch_size: int) -> torch.Tensor:
-        """Return ``(batch, num_image_tokens, vision_feature_dim)`` features, the black image's when None."""
+    def check_image_features(self, image_features: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
+        """``(num_images, num_image_tokens, vision_feature_dim)`` features for the ``<image>`` tokens of each row
+        (``counts``), the black image's when None. Given per row (``(batch, n, dim)``, rows without image tokens
+        skipped) or flat (one image per run of ``n`` image tokens, in order: several images in a packed row)."""
         n, dim = self.config.num_image_tokens, self.config.vision_feature_dim
+        total = int(counts.sum())
+        if total % n:
+            raise ValueError(
+                f"input_ids holds {total} image tokens (id {self.config.image_token_index}) per row "
+                f"{counts.tolist()}; expected a multiple of {n} (num_image_tokens) in all"
+            )
         if image_features is None:
-            return self.black_image_features.unsqueeze(0).expand(batch_size, n, dim)
+            return self.black_image_features.unsqueeze(0).expand(total // n, n, dim)
         if image_features.dim() == 2 and n == 1:
             image_features = image_features.unsqueeze(1)
         if image_features.dim() != 3 or tuple(image_features.shape[1:]) != (n, dim):
             raise ValueError(
-                f"image_features has shape {tuple(image_features.shape)}; expected (batch, {n}, {dim}) "
+                f"image_features has shape {tuple(image_features.shape)}; expected (images, {n}, {dim}) "
                 f"(num_image_tokens, vision_feature_dim of this model)"
             )
-        if image_features.shape[0] != batch_size:
-            raise ValueError(f"image_features has {image_features.shape[0]} rows but input_ids has {batch_size}")
+        per_row = image_features.shape[0] == len(counts) and bool(((counts == 0) | (counts == n)).all())
+        if per_row:
+            image_features = image_features[counts > 0]
+        if image_features.shape[0] != total // n:
+            raise ValueError(
+                f"image_features has {image_features.shape[0]} images but input_ids holds {total // n} "
+                f"(rows {len(counts)}, image tokens per row {counts.tolist()})"
+            )
         return image_features
 
-    def get_image_features(self, image_features: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    def get_image_features(self, image_features: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
         """Project image features (or the black image's) to the language model's width."""
-        feats = self.check_image_features(image_features, batch_size)
+        feats = self.check_image_features(image_features, counts)
         weight = self.multi_modal_projector.linear_1.weight
         return self.multi_modal_projector(feats.to(device=weight.device, dtype=weight.dtype))
 
@@ -98,16 +112,12 @@ class BabyLlavaModel(BabyLlavaPreTrainedModel):
             placeholders = input_ids == self.config.image_token_index
             counts = placeholders.sum(dim=1)
             if bool(counts.any()):
-                n = self.config.num_image_tokens
-                if bool(((counts != 0) & (counts != n)).any()):
-                    raise ValueError(
-                        f"each row of input_ids must hold 0 or {n} image tokens "
-                        f"(id {self.config.image_token_index}), found {counts.tolist()}"
-                    )
-                projected = self.get_image_features(image_features, input_ids.shape[0])[counts > 0]
+                projected = self.get_image_features(image_features, counts)
                 inputs_embeds = inputs_embeds.masked_scatter(
                     placeholders.unsqueeze(-1).expand_as(inputs_embeds), projected.to(inputs_embeds.dtype)
                 )
+        if position_ids is not None and attention_mask is None and kwargs.get("cache") is None:
+            kwargs["use_cache"] = False  # packed rows: a cache would hide the per-example mask from the positions
         return self.language_model(
             attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs
         )
@@ -118,6 +128,9 @@ class BabyLlavaForConditionalGeneration(BabyLlavaPreTrainedModel, GenerationMixi
 
     Without ``image_features`` the image tokens get the black image's features, exactly as text-only data is
     seen in training, so any causal-LM consumer (``generate``, lm-eval's ``hf`` model) works unchanged.
+    Packed rows (several examples end to end): pass ``position_ids`` restarting at 0 on each example and no
+    ``attention_mask``; transformers then keeps attention inside each example (SDPA mask or flash-attention
+    variable-length path), and ``image_features`` are flat, one entry per image in placeholder order.
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}

@@ -38,6 +38,11 @@ class TrainConfig(BaseModel):
     text_ratio: float | None = Field(
         0.5, gt=0, lt=1, description="multimodal: share of words from text-only blocks (paper 50M/50M); null: all"
     )
+    pack_captions: bool = Field(
+        True,
+        description="multimodal: several captions share each row of max_length tokens, each attending only to "
+        "itself; off: one padded row per caption",
+    )
     epochs: float = Field(10, gt=0, description="training epochs")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     batch_size: int = Field(32, ge=1, description="rows per device per step")

@@ -268,9 +268,33 @@ def subset(words: torch.Tensor, target: float, generator: torch.Generator) -> to
     return order[: max(count, 1)].sort().values
 
 
+def pack_rows(lengths: list[int], max_length: int, seed: int) -> list[list[int]]:
+    """Indices of examples (``lengths`` tokens each, taken in an order shuffled with ``seed``) grouped into rows
+    of at most ``max_length`` tokens: each goes whole into the fullest row it fits in (best fit), else opens a
+    new row, so no example is ever split across rows."""
+    if lengths and max(lengths) > max_length:
+        raise BabymergeError(f"an example of {max(lengths)} tokens does not fit in a row of max_length {max_length}")
+    order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
+    rows: list[list[int]] = []
+    by_room: list[list[int]] = [[] for _ in range(max_length + 1)]  # open rows by the tokens they have left
+    for index in order:
+        need = lengths[index]
+        room = next((r for r in range(need, max_length) if by_room[r]), max_length)
+        if room == max_length:
+            rows.append([])
+            row = len(rows) - 1
+        else:
+            row = by_room[room].pop()
+        rows[row].append(index)
+        by_room[room - need].append(row)
+    return rows
+
+
 class TrainingRows(Dataset):
     """Text blocks followed by caption rows; each item is ``input_ids``, ``num_words`` and ``image_row``
-    (the row in the feature file, -1 for the black image)."""
+    (the row in the feature file, -1 for the black image). With ``groups`` (from :func:`pack_rows`) each
+    caption row holds the captions of one group end to end, and its item carries ``image_rows`` and
+    ``lengths`` (one per caption) instead of ``image_row``."""
 
     def __init__(
         self,
@@ -279,19 +303,28 @@ class TrainingRows(Dataset):
         captions: list[torch.Tensor] | None = None,
         caption_words: torch.Tensor | None = None,
         caption_images: torch.Tensor | None = None,
+        groups: list[list[int]] | None = None,
     ):
-        self.blocks, self.block_words = blocks, block_words
+        self.blocks, self.block_words, self.groups = blocks, block_words, groups
         self.captions = captions or []
         self.caption_words = caption_words if caption_words is not None else torch.zeros(0, dtype=torch.long)
         self.caption_images = caption_images if caption_images is not None else torch.zeros(0, dtype=torch.long)
 
     def __len__(self) -> int:
-        return len(self.blocks) + len(self.captions)
+        return len(self.blocks) + len(self.captions if self.groups is None else self.groups)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         if index < len(self.blocks):
             return {"input_ids": self.blocks[index], "num_words": int(self.block_words[index]), "image_row": -1}
         index -= len(self.blocks)
+        if self.groups is not None:
+            group = self.groups[index]
+            return {
+                "input_ids": torch.cat([self.captions[i] for i in group]),
+                "num_words": int(self.caption_words[group].sum()),
+                "image_rows": self.caption_images[group].tolist(),
+                "lengths": [len(self.captions[i]) for i in group],
+            }
         return {
             "input_ids": self.captions[index],
             "num_words": int(self.caption_words[index]),
@@ -305,16 +338,24 @@ class TrainingRows(Dataset):
 
 @dataclass
 class Collator:
-    """Right-pads rows into a batch; labels are -100 on pads and image tokens.
+    """Right-pads rows into a batch; labels are -100 on pads and image tokens; ``num_tokens`` counts each
+    row's tokens without padding.
 
     With ``features`` set (multimodal runs) each row gets its image's features, text rows the ``black``
     ones; without, no ``image_features`` are passed and the model uses its own black-image buffer.
+    ``packed``: rows may hold several examples (items with ``lengths`` and ``image_rows``). The batch then
+    has ``position_ids`` restarting at 0 on each example (and on the padding) and no ``attention_mask``, so
+    that the model attends only inside each example (SDPA: transformers' mask from the positions; flash
+    attention: its variable-length path, from ``cu_seq_lens_*`` and ``max_length_*`` as transformers'
+    ``DataCollatorWithFlattening`` gives them, over all rows end to end); ``image_features`` are flat, one per
+    image in order; the first token of each example has no label, so no loss crosses an example boundary.
     """
 
     pad_token_id: int
     image_token_id: int
     features: torch.Tensor | None = None
     black: torch.Tensor | None = None
+    packed: bool = False
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(row["input_ids"]) for row in rows)
@@ -324,16 +365,27 @@ class Collator:
             ids[i, : len(row["input_ids"])] = torch.as_tensor(row["input_ids"], dtype=torch.long)
             mask[i, : len(row["input_ids"])] = 1
         labels = ids.masked_fill((mask == 0) | (ids == self.image_token_id), -100)
-        batch = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "labels": labels,
-            "num_words": torch.tensor([row["num_words"] for row in rows], dtype=torch.long),
-        }
-        if self.features is not None:
-            batch["image_features"] = torch.stack(
-                [self.features[row["image_row"]] if row["image_row"] >= 0 else self.black for row in rows]
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch["num_words"] = torch.tensor([row["num_words"] for row in rows], dtype=torch.long)
+        batch["num_tokens"] = mask.sum(dim=1)
+        images = [row.get("image_rows", [row.get("image_row", -1)]) for row in rows]
+        if self.packed:
+            lengths = [[*row.get("lengths", [len(row["input_ids"])]), width - len(row["input_ids"])] for row in rows]
+            batch["position_ids"] = torch.stack([torch.cat([torch.arange(n) for n in row]) for row in lengths])
+            batch["labels"] = labels.masked_fill(
+                batch.pop("attention_mask").bool() & (batch["position_ids"] == 0), -100
             )
+            spans = [n for row in lengths for n in row if n]  # examples and padding, all rows end to end
+            ends = torch.tensor([0, *spans], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+            batch |= {
+                "cu_seq_lens_q": ends,
+                "cu_seq_lens_k": ends,
+                "max_length_q": max(spans),
+                "max_length_k": max(spans),
+            }
+        if self.features is not None:
+            flat = [r for row in images for r in (row if self.packed else row[:1])]
+            batch["image_features"] = torch.stack([self.features[r] if r >= 0 else self.black for r in flat])
         return batch
 
 
@@ -374,21 +426,25 @@ def build_dataset(config, tokenizer: PreTrainedTokenizerBase, num_image_tokens: 
     )
     caption_words = torch.tensor([len(c.split()) for c in captions], dtype=torch.long)
     keep_text, keep_caps = mix_by_words(block_words, caption_words, config.text_ratio, config.seed)
+    kept = [caption_ids[i] for i in keep_caps.tolist()]
+    groups = pack_rows([len(c) for c in kept], config.max_length, config.seed) if config.pack_captions else None
     dataset = TrainingRows(
         blocks[keep_text],
         block_words[keep_text],
-        [caption_ids[i] for i in keep_caps.tolist()],
+        kept,
         caption_words[keep_caps],
         torch.tensor(rows, dtype=torch.long)[keep_caps],
+        groups,
     )
     logger.info(
-        "%d text blocks (%d words) + %d captions (%d words)",
+        "%d text blocks (%d words) + %d captions (%d words)%s",
         len(keep_text),
         int(block_words[keep_text].sum()),
         len(keep_caps),
         int(caption_words[keep_caps].sum()),
+        f" packed into {len(groups)} rows" if groups is not None else "",
     )
-    collator.features, collator.black = features.features, black
+    collator.features, collator.black, collator.packed = features.features, black, config.pack_captions
     return dataset, collator
 
 
@@ -399,6 +455,7 @@ __all__ = [
     "build_dataset",
     "mix_by_words",
     "pack",
+    "pack_rows",
     "tokenize_text",
     "words_per_token",
 ]

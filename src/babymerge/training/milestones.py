@@ -45,15 +45,21 @@ def write_checkpoint(model, tokenizer, path: Path, meta: dict, state_dict: dict 
 
 
 class WordCountingTrainer(Trainer):
-    """A Trainer that counts the source words of every batch it trains on (the ``num_words`` column)."""
+    """A Trainer that counts the source words of every batch it trains on (the ``num_words`` column), and for
+    :meth:`pop_totals` the words, tokens without padding (``num_tokens``) and batch slots of the whole session."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._words = torch.zeros((), dtype=torch.long)
+        self._totals = torch.zeros(3, dtype=torch.long)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         words = inputs.pop("num_words")
+        tokens = inputs.pop("num_tokens", None)
         self._words = self._words.to(words.device) + words.sum()
+        slots = words.new_tensor(inputs["input_ids"].numel())
+        counts = torch.stack([words.sum(), slots if tokens is None else tokens.sum(), slots])
+        self._totals = self._totals.to(words.device) + counts
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def pop_words(self) -> int:
@@ -63,6 +69,14 @@ class WordCountingTrainer(Trainer):
             words = self.accelerator.reduce(words, reduction="sum")
         self._words = torch.zeros((), dtype=torch.long)
         return int(words)
+
+    def pop_totals(self) -> dict[str, int]:
+        """Words, tokens (padding left out) and batch slots trained on since the last call, over all processes."""
+        totals = self._totals.to(self.args.device)
+        if self.accelerator.num_processes > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        self._totals = torch.zeros(3, dtype=torch.long)
+        return dict(zip(("words", "tokens", "slots"), map(int, totals.tolist()), strict=True))
 
     def full_state_dict(self) -> dict | None:
         """The gathered weights when they are sharded (FSDP, DeepSpeed), else None (the model has them)."""

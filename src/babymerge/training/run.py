@@ -22,6 +22,7 @@ from ..modeling import BabyLlavaForConditionalGeneration
 from .config import TrainConfig
 from .data import build_dataset
 from .milestones import META_FILE, MilestoneCallback, WordCountingTrainer
+from .throughput import ThroughputCallback, flops_per_token
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,8 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
 
     ``OUT/checkpoints/<words>`` holds a complete model at each word milestone (an adapter folder with
     ``lora``), ``OUT/checkpoints/final`` the end state, ``OUT/trainer/checkpoint-N`` the Trainer's resumable
-    state, ``OUT/loss.jsonl`` the logged losses and ``OUT/loss.png`` their curve. Running the same config
+    state, ``OUT/loss.jsonl`` the logged losses, ``OUT/loss.png`` their curve and ``OUT/throughput.json`` this
+    session's words/s, tokens/s, padding fraction and achieved TFLOP/s. Running the same config
     again resumes from the last complete Trainer checkpoint (one cut mid-write by a kill is skipped), or does
     nothing when the run is complete; other settings are refused before any work unless ``allow_changes``
     (recorded in ``OUT/resume_log.jsonl``) or ``restart`` (the earlier run is moved aside) is set.
@@ -242,15 +244,16 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     args = training_arguments(config)
     info = {"mode": config.mode, "seed": config.seed, "init": str(config.init.resolve()), "lora": config.lora}
     milestone = MilestoneCallback(out, config.milestone_unit, tokenizer, info=info)
+    throughput = ThroughputCallback(out, flops_per_token(model, config.max_length)["total"])
     trainer = WordCountingTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[milestone, *callbacks],
+        callbacks=[milestone, throughput, *callbacks],
     )
-    milestone.trainer = trainer
+    milestone.trainer = throughput.trainer = trainer
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
         with atomic_file(out / CONFIG_FILE) as tmp:
