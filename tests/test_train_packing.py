@@ -137,3 +137,17 @@ def test_image_count_must_match_the_rows_image_tokens():
     batch = {k: v for k, v in batches["packed"].items() if k not in ("num_words", "num_tokens")}
     with pytest.raises(ValueError, match=r"image_features has 7 images but input_ids holds 8 \(rows 5"):
         model(**{**batch, "image_features": batch["image_features"][:7]})
+
+
+@pytest.mark.parametrize("mode", ["multimodal", "text"])
+def test_a_multimodal_run_from_before_packing_resumes_only_unpacked(tmp_path, mode):
+    from babymerge.training import TrainConfig
+    from babymerge.training.run import CONFIG_FILE, changed_settings
+
+    paths = {"captions": tmp_path / "c.txt", "features": tmp_path / "f.safetensors"} if mode == "multimodal" else {}
+    now = TrainConfig(mode=mode, init=tmp_path, text=tmp_path, out=tmp_path, **paths)
+    old = "".join(line for line in now.to_yaml().splitlines(True) if not line.startswith("pack_captions"))
+    (tmp_path / CONFIG_FILE).write_text(old)
+    expected = {"pack_captions": [False, True]} if mode == "multimodal" else {}
+    assert changed_settings(tmp_path, now) == expected
+    assert changed_settings(tmp_path, now.model_copy(update={"pack_captions": False})) == {}

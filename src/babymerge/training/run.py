@@ -81,11 +81,16 @@ FREE_FIELDS = {
 def changed_settings(out: Path, now: TrainConfig) -> dict[str, list]:
     """``{field: [old, new]}`` for every setting of ``now`` that differs from the run in ``out`` (its
     ``train_config.yaml``), paths compared resolved, :data:`FREE_FIELDS` left out. A relative path (files
-    written before paths were saved absolute) also matches when read against the working folder."""
+    written before paths were saved absolute) also matches when read against the working folder. A multimodal
+    run whose file predates ``pack_captions`` trained one caption a row (``pack_captions: false``)."""
     file = out / CONFIG_FILE
     before = load_config(TrainConfig, file).resolved().model_dump(mode="json")
     raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     after = now.resolved().model_dump(mode="json")
+    if before["mode"] == "text":
+        before["pack_captions"] = after["pack_captions"]  # text runs have no captions to pack
+    elif "pack_captions" not in raw:
+        before["pack_captions"] = False  # written before packing existed: one caption a row
     as_written = {k: str(Path(v).expanduser().resolve()) for k, v in raw.items() if k in after and isinstance(v, str)}
     return {
         k: [raw[k] if k in as_written and is_path(k) else before[k], after[k]]
