@@ -82,3 +82,31 @@ def test_selection_by_winoground_without_features_fails_before_scoring(models, w
         for part in ("Winoground", missing, "babymerge features WINOGROUND_IMAGES", "--select-multimodal-by"):
             assert part in err[0], (part, err[0])
         assert not (tmp_path / "out" / "results.jsonl").exists()  # no checkpoint was scored
+
+
+def test_a_misspelt_task_is_refused_before_any_model_loads(models, world, tmp_path, capsys, monkeypatch):
+    """``--tasks`` and ``--select-*-by`` typos: one line with a did-you-mean, before a checkpoint is loaded."""
+    import pytest
+
+    from babymerge.sweep import run
+
+    monkeypatch.setattr(run.ModelSlot, "__init__", lambda *args, **kwargs: pytest.fail("a model was loaded"))
+    argv = ["sweep", "--text", str(models[TEXT]), "--multimodal", str(models[MULTIMODAL]), "--pairing", "final"]
+    argv += ["--methods", "linear", "--alphas", "0.5", "--data-dir", str(world / "evaluation_data")]
+    argv += ["--out", str(tmp_path / "out"), "--no-progress"]
+    for extra, typo in (
+        (["--tasks", "babylm_blimp_fastt"], "babylm_blimp_fastt"),
+        (["--tasks", "babylm_blimp_fast", "--select-text-by", "babylm_blimp_fsat"], "babylm_blimp_fsat"),
+    ):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and typo in err[0] and "did you mean 'babylm_blimp_fast'" in err[0], err
+
+
+def test_no_progress_leaves_no_bar(models, world, tmp_path, capfd):
+    argv = ["sweep", "--text", str(models[TEXT]), "--multimodal", str(models[MULTIMODAL]), "--pairing", "final"]
+    argv += ["--methods", "linear", "--alphas", "0.5", "--tasks", "babylm_blimp_fast", "--limit", "4"]
+    argv += ["--data-dir", str(world / "evaluation_data"), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "it/s]" not in err and "Loading weights" not in err and "Running loglikelihood" not in err, err[-2000:]

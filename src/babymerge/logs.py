@@ -36,3 +36,29 @@ def torch_dtype_setter() -> contextlib.AbstractContextManager:
     """Around mergekit's ``run_merge`` (the guarded merge of every babymerge path): mergekit 0.1.5 sets the output
     config's dtype through transformers' deprecated ``torch_dtype`` name; that one warning is dropped."""
     return dropped("transformers.configuration_utils", lambda message: message == TORCH_DTYPE)
+
+
+@contextlib.contextmanager
+def no_progress_bars(off: bool = True) -> Iterator[None]:
+    """``--no-progress`` (``off``): inside the block no progress bar at all, transformers' own and every tqdm bar
+    (lm-eval and babyllava pass ``disable=False`` explicitly on rank 0, so tqdm's ``TQDM_DISABLE`` would not
+    reach them); both come back afterwards."""
+    if not off:
+        yield
+        return
+    import tqdm.std
+    from transformers.utils import logging as hf_logging
+
+    bars, init = hf_logging.is_progress_bar_enabled(), tqdm.std.tqdm.__init__
+
+    def disabled(self, *args, **kwargs) -> None:
+        init(self, *args, **{**kwargs, "disable": True})
+
+    hf_logging.disable_progress_bar()
+    tqdm.std.tqdm.__init__ = disabled
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = init
+        if bars:
+            hf_logging.enable_progress_bar()

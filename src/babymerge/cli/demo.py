@@ -20,7 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
 
     config = config_from_args(args)
-    outcome = run_demo(config)
+    from ..logs import no_progress_bars
+
+    with no_progress_bars(not config.progress):
+        outcome = run_demo(config)
     world = "the synthetic world (generated, not real data)"
     source = world if outcome["synthetic"] else f"real data ({config.train_text})"
     if outcome["equal_words"]:

@@ -24,39 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def quiet_progress() -> None:
-    """No progress bars in this process: transformers' own, and every tqdm bar (lm-eval and babyllava pass
-    ``disable=False`` explicitly on rank 0, so tqdm's ``TQDM_DISABLE`` would not reach them)."""
-    import tqdm.std
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    init = tqdm.std.tqdm.__init__
-
-    def disabled(self, *args, **kwargs) -> None:
-        init(self, *args, **{**kwargs, "disable": True})
-
-    tqdm.std.tqdm.__init__ = disabled
-
-
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import run_cli
+    from ..logs import no_progress_bars
 
     config = config_from_args(args)
-    if not config.progress:
-        quiet_progress()
-    table = run_cli(
-        config.model,
-        config.tasks,
-        output_path=str(config.out),
-        data_dir=config.data_dir and str(config.data_dir),
-        features=config.features and str(config.features),
-        allow_feature_mismatch=config.allow_feature_mismatch,
-        batch_size=str(config.batch_size),
-        device=config.device,
-        limit=None if config.limit is None else f"{config.limit:g}",
-        extra=args.lm_eval,
-        save_to_model=config.save_to_model,
-    )
+    with no_progress_bars(not config.progress):
+        table = run_cli(
+            config.model,
+            config.tasks,
+            output_path=str(config.out),
+            data_dir=config.data_dir and str(config.data_dir),
+            features=config.features and str(config.features),
+            allow_feature_mismatch=config.allow_feature_mismatch,
+            batch_size=str(config.batch_size),
+            device=config.device,
+            limit=None if config.limit is None else f"{config.limit:g}",
+            extra=args.lm_eval,
+            save_to_model=config.save_to_model,
+        )
     print(table)
     return 0

@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
         parameters.setdefault(method, {})[name] = value
     given = {"method_parameters": parameters or None}
     config = config_from_args(args, given=given, store=args.out / "results.jsonl")
-    outcome = sweep_and_report(config, args.out, args.materialize, progress=args.progress)
+    from ..logs import no_progress_bars
+
+    with no_progress_bars(not args.progress):
+        outcome = sweep_and_report(config, args.out, args.materialize, progress=args.progress)
     if outcome.table:
         print(outcome.table, end="")
         if outcome.note:

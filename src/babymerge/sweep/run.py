@@ -99,7 +99,10 @@ class Sweep:
     def _check_inputs(self) -> None:
         """Methods known and given a base where they need one; checkpoints checked as mergekit-yaml checks its
         inputs (one tokenizer and size, complete safetensors, finite values)."""
+        from ..evaluation.plugin import check_task_names
+
         config = self.config
+        check_task_names([*config.tasks, config.select_text_by, config.select_multimodal_by])  # babylm_* typos
         for spec in config.specs():
             spec.check()
             if spec.needs_base and config.base is None:
