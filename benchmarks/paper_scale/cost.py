@@ -1,7 +1,7 @@
 """Projected cost of the paper-scale study (two runs of ``text.yaml`` / ``multimodal.yaml``) from the model's
 FLOPs per token and a measured throughput.
 
-Training FLOPs per token (Kaplan et al. 2020's approximation, forward + backward = 3 x forward):
+Training FLOPs per token as PaLM's model-FLOPs utilisation counts them (Chowdhery et al. 2022):
     6 * (N_layers + N_head) + 12 * n_layer * context * d_model
 N_layers: attention and MLP weights of the decoder layers, N_head: the LM head (vocab x d_model); the input
 embedding is a lookup (no FLOPs); the projector runs once per row, not per token, and is left out.

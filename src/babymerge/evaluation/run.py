@@ -162,7 +162,7 @@ def run_cli(
     model_args = f"pretrained={model_dir}" + (f",features={features}" if features else "")
     model_args += ",allow_feature_mismatch=true" if allow_feature_mismatch else ""
     names = with_controls(t for t in tasks.split(",") if t)
-    controlled = [t for t in image_tasks(names) if control_of(t) in image_tasks(names, controls=True)]
+    controlled = image_tasks(names)  # each with its control: with_controls added it, the groups list it
     argv = ["lm_eval", "run", "--model", "babyllava", "--model_args", model_args, "--tasks", ",".join(names)]
     argv += ["--log_samples"] if controlled and "--log_samples" not in (extra or []) else []
     argv += ["--metadata", json.dumps({"data_dir": str(root)})]
@@ -190,13 +190,11 @@ def run_cli(
     return table
 
 
-def image_tasks(names: Iterable[str], controls: bool = False) -> list[str]:
-    """The image tasks (or, with ``controls``, the image tasks and their controls) among ``names``, groups
-    expanded."""
+def image_tasks(names: Iterable[str]) -> list[str]:
+    """The image tasks among ``names``, groups expanded."""
     from .plugin import task_data
 
-    wanted = set(IMAGE_TASKS) | ({control_of(t) for t in IMAGE_TASKS} if controls else set())
-    return [t for t in task_data(names) if t in wanted]
+    return [t for t in task_data(names) if t in IMAGE_TASKS]
 
 
 def item_values(folder: Path, task: str, metric: str = "acc") -> list[Any]:

@@ -157,7 +157,7 @@ def compare(
         boot_a, boot_b = a.resampled_scores(rng, resamples, b)
         difference = a.score() - b.score()
         p = _mcnemar(a.values, b.values) if _is_binary(a.values) and _is_binary(b.values) else None
-    low, high = np.quantile(boot_a - boot_b, [(1 - level) / 2, (1 + level) / 2])
+    low, high = np.nanquantile(boot_a - boot_b, [(1 - level) / 2, (1 + level) / 2])  # a constant-rank resample: nan
     return Comparison(difference, float(low), float(high), p, verdict(float(low), float(high)))
 
 

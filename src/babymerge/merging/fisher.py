@@ -106,18 +106,13 @@ def fisher_file(
 ) -> Path:
     """A checkpoint's diagonal empirical Fisher on its own kind of data (text rows; for a multimodal model also
     caption rows with their features: the mean is over the mixture's rows), written to ``beside(model_dir)``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import babymerge.modeling  # noqa: F401  (registers babyllava with the Auto classes)
-
-    from .gram import read_sources
+    from .gram import load_for_statistics, read_sources
 
     out = Path(out) if out is not None else beside(model_dir)
     if out.exists():
         raise BabymergeError(f"{out}: statistics file exists; remove it to compute it again")
     sources = read_sources("fisher", text=text, captions=captions, features=features, max_samples=max_samples)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, tokenizer = load_for_statistics(model_dir)
     sums: dict[str, torch.Tensor] = {}
     rows = tokens = 0
     for texts, feats in sources:
@@ -140,7 +135,8 @@ def fisher_file(
 
 
 def _statistics(path: str):
-    """An open statistics file (cached while the file is unchanged), or a one-line error naming it."""
+    """An open statistics file and its tensor names (cached while the file is unchanged, so a merge opens and
+    lists each parent's file once), or a one-line error naming it."""
     if not Path(path).is_file():
         raise BabymergeError(f"{path}: no Fisher statistics file (compute it with `babymerge fisher MODEL`)")
     return _open(path, os.stat(path).st_mtime_ns)
@@ -149,7 +145,8 @@ def _statistics(path: str):
 @lru_cache(maxsize=16)
 def _open(path: str, _mtime_ns: int):
     try:
-        return safe_open(path, framework="pt")
+        handle = safe_open(path, framework="pt")
+        return handle, frozenset(handle.keys())
     except Exception as error:  # safetensors raises several types for corrupt files
         raise BabymergeError(f"{path}: cannot read Fisher statistics ({' '.join(str(error).split())})") from error
 
@@ -203,14 +200,14 @@ def fisher_merge(
         raise BabymergeError(f"fisher: weights {weights} must sum to more than 0")
     paths = [statistics_path(entry.id, fisher[entry.id]) for entry in group.entries]
     handles = [_statistics(path) for path in paths]  # every parent's file is checked at the first tensor
-    present = [name in handle.keys() for handle in handles]
+    present = [name in names for _, names in handles]
     if not any(present):
         fishers = [torch.ones_like(first, dtype=torch.float64)] * len(tensors)  # the weighted average
     elif not all(present):
         missing = [p for p, here in zip(paths, present, strict=True) if not here]
         raise BabymergeError(f"{missing[0]}: no Fisher statistics for tensor {name} (other models' files have them)")
     else:
-        fishers = [handle.get_tensor(name) for handle in handles]
+        fishers = [handle.get_tensor(name) for handle, _ in handles]
         for path, f in zip(paths, fishers, strict=True):
             if f.shape != first.shape:
                 raise BabymergeError(

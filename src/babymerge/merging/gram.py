@@ -132,6 +132,19 @@ def read_sources(
     return sources
 
 
+def load_for_statistics(model_dir: str | os.PathLike):
+    """The float32 model and tokenizer that ``gram`` and ``fisher`` measure; a missing folder (or a Hub name
+    while offline) is one line, never a download attempt (``model_source.resolve``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import babymerge.modeling  # noqa: F401  (registers babyllava with the Auto classes)
+
+    from ..model_source import resolve
+
+    name = resolve(str(model_dir), "model")
+    return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), AutoTokenizer.from_pretrained(name)
+
+
 def gram_file(
     model_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -144,16 +157,11 @@ def gram_file(
     max_length: int = 128,
 ) -> Path:
     """Compute a model's Gram matrices on a text and/or image-caption sample and write them to ``out``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import babymerge.modeling  # noqa: F401  (registers babyllava with the Auto classes)
-
     out = Path(out)
     if out.exists():
         raise BabymergeError(f"{out}: output file exists; choose another path or remove it")
     sources = read_sources("gram", text=text, captions=captions, features=features, max_samples=max_samples)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, tokenizer = load_for_statistics(model_dir)
     rows: dict[str, int] = {}
     sums: dict[str, torch.Tensor] = {}
     for texts, feats in sources:

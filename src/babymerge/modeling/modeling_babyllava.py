@@ -65,10 +65,10 @@ class BabyLlavaModel(BabyLlavaPreTrainedModel):
         skipped) or flat (one image per run of ``n`` image tokens, in order: several images in a packed row)."""
         n, dim = self.config.num_image_tokens, self.config.vision_feature_dim
         total = int(counts.sum())
-        if total % n:
+        if bool((counts % n).any()):  # every row holds whole images (a packed row several)
             raise ValueError(
                 f"input_ids holds {total} image tokens (id {self.config.image_token_index}) per row "
-                f"{counts.tolist()}; expected a multiple of {n} (num_image_tokens) in all"
+                f"{counts.tolist()}; expected a multiple of {n} (num_image_tokens) in each row"
             )
         if image_features is None:
             return self.black_image_features.unsqueeze(0).expand(total // n, n, dim)
@@ -116,7 +116,7 @@ class BabyLlavaModel(BabyLlavaPreTrainedModel):
                 inputs_embeds = inputs_embeds.masked_scatter(
                     placeholders.unsqueeze(-1).expand_as(inputs_embeds), projected.to(inputs_embeds.dtype)
                 )
-        if position_ids is not None and attention_mask is None and kwargs.get("cache") is None:
+        if position_ids is not None and attention_mask is None and kwargs.get("past_key_values") is None:
             kwargs["use_cache"] = False  # packed rows: a cache would hide the per-example mask from the positions
         return self.language_model(
             attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs

@@ -64,8 +64,11 @@ def _compared(a: dict[str, Any], b: dict[str, Any], task: str, against: str) -> 
             "verdict": found.verdict, "text": verdict_text(found)}  # fmt: skip
 
 
-def markdown(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> str:
-    rows = comparison_rows(records)
+def markdown(
+    records: list[dict[str, Any]], titles: dict[str, str] | None = None, rows: list[dict[str, Any]] | None = None
+) -> str:
+    """The comparisons as a markdown table (``rows``: :func:`comparison_rows` of ``records``, if already made)."""
+    rows = comparison_rows(records) if rows is None else rows
     if not rows:
         return ""
     titles = limited_titles(records, titles)
@@ -82,7 +85,8 @@ def write_comparisons(
     records: list[dict[str, Any]], out_dir: str | os.PathLike, titles: dict[str, str] | None = None
 ) -> list[Path]:
     """``comparisons.md`` and ``comparisons.csv`` in ``out_dir`` (none when nothing is compared)."""
-    text = markdown(records, titles)
+    rows = comparison_rows(records)
+    text = markdown(records, titles, rows)
     if not text:
         return []
     out_dir = Path(out_dir)
@@ -92,5 +96,5 @@ def write_comparisons(
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(comparison_rows(records))
+        writer.writerows(rows)
     return [md, csv_path]

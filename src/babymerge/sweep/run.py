@@ -91,8 +91,8 @@ class Sweep:
         message += " and pass --features (docs/sweep.md)"
         if task in selection:
             message += (
-                ", or pick the multimodal checkpoint by another task with --select-multimodal-by (e.g. "
-                "babylm_caption_matching_fast, its images in the feature file)"
+                ", or pick the multimodal checkpoint by a task without images with --select-multimodal-by (e.g. "
+                "babylm_blimp_fast)"
             )
         raise BabymergeError(message)
 

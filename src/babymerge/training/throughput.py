@@ -14,9 +14,10 @@ THROUGHPUT_FILE = "throughput.json"
 
 
 def flops_per_token(model, context: int) -> dict[str, int]:
-    """Training FLOPs per token (Kaplan et al. 2020: forward + backward = 3 x forward):
+    """Training FLOPs per token as PaLM's model-FLOPs utilisation counts them (Chowdhery et al. 2022):
     ``6 * (N_layers + N_head) + 12 * n_layer * context * d_model``. N_layers: the decoder layers' weight matrices
-    (LoRA's left out), N_head: the LM head; the embedding is a lookup and the projector runs once per image."""
+    (LoRA's left out), N_head: the LM head; the embedding is a lookup and the projector runs once per image. With
+    packed rows each example attends only within itself, so the attention term overstates them."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     text = base.config.text_config
     layers = sum(p.numel() for n, p in base.named_parameters() if ".layers." in n and p.dim() == 2 and "lora_" not in n)
