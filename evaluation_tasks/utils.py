@@ -7,6 +7,7 @@ The data directory comes from lm-eval's metadata (``--metadata '{"data_dir": "..
 from functools import partial
 
 from babymerge.evaluation import docs
+from babymerge.evaluation.data import add_image_files
 from babymerge.evaluation.metrics import (  # noqa: F401  (named by the YAMLs)
     choice_results,
     entity_tracking_accuracy,
@@ -37,6 +38,17 @@ entity_tracking = partial(docs.entity_tracking, "entity_tracking")
 entity_tracking_fast = partial(docs.entity_tracking, "entity_tracking_fast")
 wug_adj = partial(docs.wug, "wug_adj")
 wug_past = partial(docs.wug, "wug_past")
-winoground = docs.winoground
-caption_matching = docs.caption_matching
-caption_matching_fast = partial(docs.caption_matching, per_image=1)
+
+
+def winoground(data_dir=None, **kwargs):
+    """Winoground docs, each with its raw image file when the layout has one (a stock LLaVA reads it)."""
+    return add_image_files(docs.winoground(data_dir, **kwargs), "winoground", data_dir)
+
+
+def caption_matching(data_dir=None, captions=None, per_image=0, **kwargs):
+    """Caption-matching docs, each with its raw image file (``images/`` beside the captions file)."""
+    dataset = docs.caption_matching(data_dir, captions=captions, per_image=per_image, **kwargs)
+    return add_image_files(dataset, "caption_matching", data_dir, captions)
+
+
+caption_matching_fast = partial(caption_matching, per_image=1)

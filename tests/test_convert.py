@@ -17,7 +17,7 @@ TEXT = ["The cat sees a dog.", "A red ball."]
 
 
 def reference_name(key: str) -> str | None:
-    """The authors' names, written out here independently of babymerge.modeling.convert."""
+    """The authors' names, written out here independently of babymerge.convert.reference."""
     if key == "model.black_image_features":
         return None
     if key == "lm_head.weight":
@@ -183,3 +183,20 @@ def test_wrong_direction_names_the_config(original, tmp_path, capsys):
     assert main(["convert", str(original), str(tmp_path / "x"), "--to", "babyllava"]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "config.json: model_type is 'babyllava'; expected 'llava'" in line
+
+
+def test_the_modeling_package_imports_no_stage_of_babymerge():
+    """modeling's files are copied into checkpoints: the converter, which reads feature files and checkpoint
+    folders, lives in its own stage (``babymerge.convert``); modeling reaches no further than ``errors``."""
+    import ast
+    from pathlib import Path
+
+    import babymerge.modeling
+
+    for file in Path(babymerge.modeling.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert node.module == "errors", f"{file.name} imports ..{node.module or ''}"
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            assert not any(str(n).startswith("babymerge") for n in names), f"{file.name} imports {names}"

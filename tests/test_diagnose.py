@@ -198,16 +198,16 @@ def test_tied_embeddings_load_into_the_model(make_checkpoint, corpus, tmp_path):
 def test_a_state_that_does_not_fit_the_model_is_one_line(make_checkpoint):
     from transformers import AutoModelForCausalLM
 
-    from babymerge.diagnose.loss import load_merged
     from babymerge.errors import BabymergeError
+    from babymerge.sweep.slot import load_weights
 
     model = AutoModelForCausalLM.from_pretrained(make_checkpoint(0))
     state = model.state_dict()
     del state["model.language_model.norm.weight"]
     with pytest.raises(BabymergeError, match=r"tensor model\.language_model\.norm\.weight is missing for"):
-        load_merged(model, state)
+        load_weights(model, state)
     with pytest.raises(BabymergeError, match="tensor extra is not a tensor of"):
-        load_merged(model, {**model.state_dict(), "extra": torch.zeros(1)})
+        load_weights(model, {**model.state_dict(), "extra": torch.zeros(1)})
 
 
 def test_captions_are_scored_with_their_own_images(make_checkpoint, tmp_path):
@@ -242,3 +242,94 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys):
     assert "nowhere" in error("--base", tmp_path / "nowhere", "--out", tmp_path / "o")
     assert "within [0, 1]" in error("--base", init, "--out", tmp_path / "o", "--alphas", "0.5,2")
     assert not (tmp_path / "o").exists()
+
+
+# -- the sweep's diagnostics -----------------------------------------------------------------------------------
+
+
+def test_the_sweep_writes_each_pairs_diagnostics_and_a_summary(trained, corpus, tmp_path, monkeypatch):
+    """A sweep with diagnose on writes diagnose's folder per pair and a summary row per pair whose barrier and
+    cosine are those ``babymerge diagnose`` reports for that pair run by itself; a rerun keeps the folders."""
+    import csv
+    import shutil
+
+    from helpers import CountingScorer
+
+    from babymerge.diagnose import run as diagnose_run
+    from babymerge.sweep import stage
+    from babymerge.sweep.run import Sweep, SweepConfig
+
+    parts = {
+        "text": {"1k": trained["run3"], "2k": trained["run3"]},
+        "mm": {"1k": trained["run4"], "2k": trained["init4"]},
+    }
+    for side, checkpoints in parts.items():
+        for name, source in checkpoints.items():
+            shutil.copytree(source, tmp_path / side / "checkpoints" / name)
+            meta = tmp_path / side / "checkpoints" / name / "babymerge_training.json"
+            meta.write_text(json.dumps({"words_seen": 1000 * int(name[0])}))
+    out = tmp_path / "out"
+    config = SweepConfig(
+        text=tmp_path / "text",
+        multimodal=tmp_path / "mm",
+        base=trained["init3"],
+        methods=["linear"],
+        alphas=[0.25, 0.5, 0.75],
+        tasks=["weights_sum"],
+        pairing=["aligned"],
+        store=out / "results.jsonl",
+        diagnose=True,
+        diagnose_text=corpus,
+        diagnose_max_tokens=1000,
+        diagnose_max_length=32,
+    )
+    monkeypatch.setattr(stage, "Sweep", lambda c, progress: Sweep(c, CountingScorer, progress=progress))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = stage.sweep_and_report(config, out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert {out / "diagnostics.md", out / "diagnostics.csv"} <= set(outcome.files)
+    with open(out / "diagnostics.csv", newline="") as handle:
+        rows = {row["pair"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == ["text=1k+multimodal=1k", "text=2k+multimodal=2k"]
+    for name in ("1k", "2k"):
+        row = rows[f"text={name}+multimodal={name}"]
+        assert {p.name for p in (out / "diagnostics" / row["pair"]).iterdir()} == PRODUCTS
+        alone = tmp_path / f"alone{name}"
+        args = [parts["text"][name], parts["mm"][name], "--base", trained["init3"], "--out", alone, "--text", corpus]
+        args += ["--max-tokens", "1000", "--max-length", "32", "--alphas", "0.25,0.5,0.75", "--no-progress"]
+        assert main(["diagnose", *map(str, args), "--threads", "1"]) == 0
+        report = json.loads((alone / "diagnose.json").read_text())
+        whole = report["weights"][-1]
+        assert float(row["barrier_text"]) == pytest.approx(report["loss"]["text"]["barrier"], abs=1e-6)
+        assert float(row["cosine"]) == pytest.approx(whole["cosine"], abs=1e-9) and row["barrier_captions"] == ""
+        assert float(row["sign_conflict"]) == pytest.approx(whole["sign_conflict"])
+        assert (row["text_words"], row["multimodal_words"]) == (str(1000 * int(name[0])),) * 2
+        merges = [r for r in outcome.records if r["pair"] == row["pair"] and 0 < r["alpha"] < 1]
+        top = max(merges, key=lambda r: r["value"])
+        assert float(row["best weights_sum"]) == pytest.approx(100 * top["value"])
+        assert row["best weights_sum at"] == f"linear {top['alpha']:g}"
+    assert float(rows["text=1k+multimodal=1k"]["barrier_text"]) > 0.3  # two unrelated initialisations
+    summary = (out / "diagnostics.md").read_text()
+    assert "[text=1k+multimodal=1k](diagnostics/text=1k+multimodal=1k/diagnose.md)" in summary
+
+    monkeypatch.setattr(diagnose_run, "diagnose", lambda *a, **k: pytest.fail("a diagnosed pair was diagnosed again"))
+    again = stage.sweep_and_report(config, out, progress=False)
+    assert out / "diagnostics.csv" in again.files and (out / "diagnostics.md").read_text() == summary
+
+
+def test_sweep_diagnostics_are_refused_without_a_base_or_held_out_file(tmp_path):
+    from babymerge.diagnose.sweep import check_held_out
+    from babymerge.errors import BabymergeError
+    from babymerge.sweep.run import SweepConfig
+
+    fields = {"text": "t", "multimodal": "m", "store": tmp_path / "r.jsonl", "diagnose": True}
+    with pytest.raises(ValueError, match="diagnose needs base"):
+        SweepConfig(**fields)
+    with pytest.raises(ValueError, match="diagnose_captions and diagnose_features go together"):
+        SweepConfig(**fields, base="b", diagnose_captions="c.txt")
+    with pytest.raises(BabymergeError, match=rf"^diagnose_text: {tmp_path / 'nothing.txt'} not found$"):
+        check_held_out(SweepConfig(**fields, base="b", diagnose_text=tmp_path / "nothing.txt"))
+    assert not SweepConfig(**fields | {"diagnose": False}).diagnose  # off by default: nothing to check

@@ -252,5 +252,5 @@ def test_sweep_recomputes_when_statistics_change_and_refuses_without_them(models
     assert again.recomputed == 1 and second["value"] != pytest.approx(first["value"], rel=1e-9)
 
     bare = make_checkpoint(76, black_features=models["black"])
-    with pytest.raises(BabymergeError, match=rf"^{beside(bare)}: no fisher statistics file"):
+    with pytest.raises(BabymergeError, match=rf"^{beside(bare)}: no Fisher statistics file"):
         sweep(bare)  # refused when the sweep is set up, before any merge

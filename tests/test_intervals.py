@@ -53,14 +53,17 @@ def test_sweep_tables_carry_intervals_computed_from_the_stored_items(models, wor
     compared = read_csv(out / "comparisons.csv")
     merges = {(r["method"], float(r["alpha"])) for r in compared if r["against"].endswith("parent")}
     assert merges == {("linear", 0.5), ("task_arithmetic", 0.0), ("task_arithmetic", 0.5), ("task_arithmetic", 1.0)}
-    assert {r["verdict"] for r in compared} <= {"ahead", "behind", "not distinguishable"}
     by_point = {(r["method"], float(r["alpha"])): r for r in records}
-    for r in compared:
-        if r["against"] == "text-only parent":
-            a, b = by_point[(r["method"], float(r["alpha"]))], by_point[("linear", 1.0)]
-            expected = compare(decode(a[FIELD]), decode(b[FIELD]))
-            assert (float(r["low"]), float(r["high"])) == pytest.approx((100 * expected.low, 100 * expected.high))
-            assert r["verdict"] == expected.verdict
+    assert {r["against"] for r in compared} >= {"text-only parent", "multimodal parent"}
+    for r in compared:  # each row against an independent paired comparison of the stored items
+        against = {"text-only parent": ("linear", 1.0), "multimodal parent": ("linear", 0.0)}.get(r["against"])
+        if against is None:  # "alpha 0 (best alpha 0.5)": the method's own end
+            against = (r["method"], float(r["against"].split()[1]))
+        a, b = by_point[(r["method"], float(r["alpha"]))], by_point[against]
+        expected = compare(decode(a[FIELD]), decode(b[FIELD]))
+        assert float(r["difference"]) == pytest.approx(100 * (a["value"] - b["value"]))
+        assert (float(r["low"]), float(r["high"])) == pytest.approx((100 * expected.low, 100 * expected.high))
+        assert r["verdict"] == expected.verdict
 
     # the same tables from the store alone, in this process: no rescoring, identical files
     rebuilt = tmp_path / "rebuilt"
@@ -125,7 +128,9 @@ def test_equal_word_verdicts_count_only_significant_milestones(tmp_path):
     assert rows[1]["difference"] > 0  # ahead on its face, counted apart from the significant lead
     assert "text-only ahead at 2, multimodal ahead at 0, equal at 0 of 2 milestones" in text
     assert "at 95% (paired, 2 milestones with items): text-only ahead at 1, multimodal ahead at 0" in text
-    assert f"{100 * rows[0]['difference']:+.2f}"[:3] in text and "not distinguishable" in text
+    for found, words in ((expected, "ahead"), (compare(nudged, same), "not distinguishable")):
+        low, high = 100 * found.low, 100 * found.high
+        assert f"{100 * found.difference:+.2f} [{low:+.2f}, {high:+.2f}] {words}" in text
 
 
 def test_an_old_store_without_items_shows_scores_without_intervals_and_says_so(tmp_path):
@@ -142,7 +147,8 @@ def test_an_old_store_without_items_shows_scores_without_intervals_and_says_so(t
     files = write_report(records, tmp_path / "report")
     assert "no items stored" in (tmp_path / "report" / "comparisons.md").read_text()
     assert "_low" not in (tmp_path / "report" / "sweep_table.csv").read_text()
-    assert len(files) > 4
+    written = [f.relative_to(tmp_path / "report").as_posix() for f in files]
+    assert written == [*REPORT, f"plots/{TASK}_vs_alpha.png"]  # the comparisons are written, saying so
 
 
 def test_the_counted_bootstrap_has_the_distribution_of_resampling_items():

@@ -5,11 +5,13 @@ differs: another tokenizer of the same size, another depth; and ``babymerge merg
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import RECIPES, CountingScorer, mergekit_yaml, save_llama_like, synthetic_corpus
+from helpers import RECIPES, CountingScorer, mergekit_yaml, save_llama_like, save_text_lm, synthetic_corpus
 from helpers import run_merge as run
 from test_merging_faults import cli_error, nothing_left, one_error_line, write
 
@@ -240,3 +242,38 @@ def test_babymerge_merge_refuses_a_bad_shard_size(models, tmp_path, capsys):
     assert caught.value.code == 2
     assert "--out-shard-size: expected a number of parameters such as 64M" in capsys.readouterr().err
     nothing_left(tmp_path)
+
+
+# -- a size field left to its default ------------------------------------------------------------------------------
+
+
+def edited(source: Path, folder: Path, edit) -> Path:
+    """A copy of the model folder ``source`` whose config.json ``edit`` changed in place."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_size_field_left_out_counts_with_its_default(models, tmp_path):
+    """Explicit True vs a tie_word_embeddings left out of text_config (LlamaConfig's default: False) is refused."""
+    tied = edited(models[TEXT], tmp_path / "tied", lambda c: c["text_config"].update(tie_word_embeddings=True))
+    default = edited(models[TEXT], tmp_path / "default", lambda c: c["text_config"].pop("tie_word_embeddings"))
+    message = refused(linear(tied, default), tmp_path / "out")
+    assert re.search(r"text_config.tie_word_embeddings: (True vs False|False vs True)", message), message
+    assert str(default) in message and str(tied) in message
+
+
+def test_size_fields_compare_with_defaults_filled_in(tiny_tokenizer, tmp_path):
+    """A text-only Llama: head_dim left out equals its default (hidden / heads), so it is no difference;
+    num_key_value_heads left out means as many as attention heads (4), not the other's 2."""
+    from babymerge.merging.checks import read_model
+    from babymerge.merging.parents import check_same_size
+
+    four = save_text_lm(tmp_path / "four", tiny_tokenizer, "llama", 0, num_key_value_heads=4)
+    check_same_size([read_model(four), read_model(edited(four, tmp_path / "no_head_dim", lambda c: c.pop("head_dim")))])
+    no_kv = edited(four, tmp_path / "no_kv", lambda c: c.pop("num_key_value_heads"))
+    two = save_text_lm(tmp_path / "two", tiny_tokenizer, "llama", 0)  # helpers.LM_KV: 2 key-value heads
+    with pytest.raises(BabymergeError, match="num_key_value_heads: 2 vs 4"):
+        check_same_size([read_model(two), read_model(no_kv)])

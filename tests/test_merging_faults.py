@@ -271,7 +271,7 @@ def all_method_recipes(trio) -> dict[str, dict]:
         recipe["models"] = []
         for m in models:
             own = {"weight": 0.5} if "weight" in params else {}
-            if "gram" in params:
+            if "gram" in {p.name for p in spec.parameters}:  # RegMean's Gram files, kept apart from the folders
                 own["gram"] = str(trio["grams"] / f"{m}.safetensors")
             recipe["models"].append({"model": str(trio[m]), "parameters": own})
         if "t" in params:

@@ -108,36 +108,143 @@ def test_regmean_recipe_through_mergekit(models, tmp_path):
     assert not torch.allclose(out["lm_head.weight"], (wt["lm_head.weight"] + wm["lm_head.weight"]) / 2)
 
 
-def test_regmean_without_gram_parameter_fails_clearly(models, tmp_path):
+def test_regmean_without_its_gram_file_fails_clearly(models, tmp_path):
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
     from babymerge.errors import BabymergeError
+    from babymerge.merging.statistics import GRAM
 
     config = {"merge_method": "regmean", "models": [{"model": str(models["text"])}, {"model": str(models["mm"])}]}
-    with pytest.raises(BabymergeError, match=r"models\[0\]\.parameters\.gram"):
+    beside_either = "|".join(str(GRAM.beside(models[m])) for m in ("text", "mm"))
+    expected = rf"^({beside_either}): no Gram statistics file for /\S+ \(compute it with `babymerge gram MODEL`\)$"
+    with pytest.raises(BabymergeError, match=expected):  # no gram parameter: the file beside the folder
         run_merge(MergeConfiguration.model_validate(config), str(tmp_path / "o"), options=MergeOptions(quiet=True))
+    assert not (tmp_path / "o").exists()
 
 
-def test_gram_refuses_existing_output(models):
+def test_weights_scale_each_models_grams():
+    from babymerge.merging.regmean import regmean_linear
+
+    g = torch.Generator().manual_seed(2)
+    grams = [(lambda a: a.T @ a)(torch.randn(9, 5, generator=g, dtype=torch.float64)) for _ in range(2)]
+    ws = [torch.randn(3, 5, generator=g, dtype=torch.float64) for _ in range(2)]
+    plain = regmean_linear(ws, grams, gamma=0.25)
+    torch.testing.assert_close(regmean_linear(ws, grams, 0.25, [0.5, 0.5]), plain, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(regmean_linear(ws, grams, 0.25, [0.0, 1.0]), ws[1], rtol=1e-9, atol=1e-9)
+    scaled = regmean_linear(ws, [0.3 * grams[0], 0.7 * grams[1]], gamma=0.25)
+    torch.testing.assert_close(regmean_linear(ws, grams, 0.25, [0.3, 0.7]), scaled, rtol=1e-9, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def beside(models, make_checkpoint):
+    """A pair whose Gram files lie beside the folders, written by ``babymerge gram MODEL`` (no ``--out``)."""
     from babymerge.cli import main
+    from babymerge.merging.statistics import GRAM
 
-    out = models["grams"] / "text.safetensors"
-    assert main(["gram", str(models["text"]), str(out), "--text", str(models["sample"])]) == 2
+    text, mm = make_checkpoint(43, black_features=models["black"]), make_checkpoint(44, black_features=models["black"])
+    for folder in (text, mm):
+        assert main(["gram", str(folder), "--text", str(models["sample"]), "--batch-size", "3"]) == 0
+        assert GRAM.beside(folder).is_file()
+    return {"text": text, "mm": mm}
 
 
-def test_gram_on_image_captions_uses_each_image(models, tmp_path):
-    from babymerge.features.store import FeatureFile
+def test_sweep_regmean_equals_mergekit_yaml_and_reads_each_gram_file_once(beside, tmp_path, monkeypatch):
+    """At alpha 0.5 the sweep's in-memory RegMean is the plain recipe (no weights) through mergekit-yaml; at every
+    alpha it is the sweep's own mergekit configuration through mergekit-yaml; a sweep over three alphas opens each
+    checkpoint's Gram file once and computes none."""
+    import safetensors
+    import yaml
+    from helpers import CountingScorer, mergekit_yaml_in_process
+
+    from babymerge.merging import gram, statistics
+    from babymerge.merging.statistics import GRAM
+    from babymerge.sweep.merge import MULTIMODAL, TEXT, MergeSpec, load_state
+    from babymerge.sweep.run import Sweep, SweepConfig
+
+    folders = {TEXT: beside["text"], MULTIMODAL: beside["mm"]}
+    states = {role: load_state(folder) for role, folder in folders.items()}
+    paths = {"text_model": beside["text"], "multimodal_model": beside["mm"]}
+    paths |= {"grams/text.safetensors": GRAM.beside(beside["text"])}
+    paths |= {"grams/multimodal.safetensors": GRAM.beside(beside["mm"])}
+    mergekit_yaml_in_process(render("regmean.yml", tmp_path, paths), tmp_path / "plain")
+    merged = {}
+    for alpha in (0.5, 0.2):
+        spec = MergeSpec(method="regmean", alpha=alpha)
+        merged[alpha] = spec.merge(states, folders)
+        config = tmp_path / f"sweep{alpha}.yml"
+        config.write_text(yaml.safe_dump(spec.mergekit_config(beside["text"], beside["mm"])))
+        mergekit_yaml_in_process(config, tmp_path / f"yaml{alpha}")
+        for name, tensor in weights(tmp_path / f"yaml{alpha}").items():
+            torch.testing.assert_close(merged[alpha][name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+    written = weights(tmp_path / "plain")
+    assert set(written) == set(merged[0.5])
+    for name, tensor in written.items():
+        torch.testing.assert_close(merged[0.5][name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+    name = "model.language_model.layers.0.mlp.up_proj.weight"
+    assert not torch.allclose(merged[0.2][name], merged[0.5][name])  # alpha weights the Gram matrices
+
+    opened = []
+    real_open = safetensors.safe_open
+    monkeypatch.setattr(safetensors, "safe_open", lambda path, **kw: opened.append(path) or real_open(path, **kw))
+    monkeypatch.setattr(gram, "compute_grams", lambda *a, **k: pytest.fail("the sweep computed Gram matrices"))
+    statistics._open.cache_clear()
+    config = {"methods": ["regmean"], "alphas": [0.2, 0.5, 0.8], "tasks": ["weights_sum"]}
+    run = Sweep(
+        SweepConfig(text=beside["text"], multimodal=beside["mm"], store=tmp_path / "r.jsonl", **config),
+        CountingScorer,
+        progress=False,
+    )
+    records = run.run()
+    assert len(run.scorer.calls) == len(records) == 3
+    assert sorted(p for p in opened if p.endswith(".gram.safetensors")) == sorted(
+        str(GRAM.beside(f)) for f in folders.values()
+    )
+    (half,) = [r for r in records if r["alpha"] == 0.5]
+    assert half["value"] == pytest.approx(sum(float(t.double().sum()) for t in merged[0.5].values()), rel=1e-6)
+
+
+def test_sweep_recomputes_when_a_gram_file_changes_and_refuses_without_one(beside, make_checkpoint, tmp_path):
+    import shutil
+
+    from helpers import CountingScorer
+
+    from babymerge.errors import BabymergeError
     from babymerge.merging.gram import gram_file
+    from babymerge.merging.statistics import GRAM
+    from babymerge.sweep.run import Sweep, SweepConfig
 
-    feats = torch.randn(3, 1, 32, generator=torch.Generator().manual_seed(9))
-    FeatureFile(["a.jpg", "b.jpg", "c.jpg"], feats, models["black"]).save(tmp_path / "features.safetensors")
-    captions = tmp_path / "captions.txt"
-    captions.write_text("a.jpg#0\tA cat sees a ball.\nb.jpg#0\tA dog runs.\nc.jpg#1\tThe bird.\nb.jpg#1\tA red tree.\n")
-    out = gram_file(
-        models["mm"], tmp_path / "g.safetensors", captions=captions, features=tmp_path / "features.safetensors"
-    )
-    rows = feats[[0, 1, 2, 1], 0].double()  # one image token per caption, in caption order
-    torch.testing.assert_close(
-        read_grams(out)["model.multi_modal_projector.linear_1"], rows.T @ rows / 4, rtol=1e-6, atol=1e-8
-    )
+    text = tmp_path / "text"
+    shutil.copytree(beside["text"], text)
+    shutil.copy(GRAM.beside(beside["text"]), GRAM.beside(text))
+    config = {"methods": ["regmean"], "alphas": [0.5], "tasks": ["weights_sum"], "store": tmp_path / "r.jsonl"}
+
+    def sweep(multimodal) -> Sweep:
+        return Sweep(SweepConfig(text=text, multimodal=multimodal, **config), CountingScorer, progress=False)
+
+    (first,) = sweep(beside["mm"]).run()
+    GRAM.beside(text).unlink()
+    short = tmp_path / "short.txt"
+    short.write_text(SAMPLE[0] + "\n")
+    gram_file(text, text=short)  # other data: other Gram matrices
+    again = sweep(beside["mm"])
+    (second,) = again.run()
+    assert again.recomputed == 1 and second["value"] != pytest.approx(first["value"], rel=1e-9)
+
+    bare = make_checkpoint(45)
+    with pytest.raises(BabymergeError, match=rf"^{GRAM.beside(bare)}: no Gram statistics file \(compute it with"):
+        sweep(bare)  # refused when the sweep is set up, before any merge
+
+
+def test_missing_statistics_files_are_written_beside_once(beside, models, make_checkpoint):
+    """What a sweep needs before it starts (the demo's step): each method's file beside every checkpoint lacking
+    it, computed as `babymerge gram` / `babymerge fisher` would, and never again once there."""
+    from babymerge.merging.statistics import FISHER, GRAM
+
+    folder = make_checkpoint(46, black_features=models["black"])
+    sample = {"text": models["sample"], "max_samples": 3}
+    assert GRAM.write_missing([beside["text"], folder, folder], **sample) == [GRAM.beside(folder)]
+    assert FISHER.write_missing([folder], progress=False, **sample) == [FISHER.beside(folder)]
+    stamp = GRAM.beside(folder).stat().st_mtime_ns
+    assert GRAM.write_missing([folder], **sample) == [] and GRAM.beside(folder).stat().st_mtime_ns == stamp
+    assert read_grams(GRAM.beside(folder)).keys() == read_grams(GRAM.beside(beside["text"])).keys()

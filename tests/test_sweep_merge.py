@@ -59,14 +59,20 @@ FULL = {"dare_ties": {"density": 1.0}, "dare_linear": {"density": 1.0}, "della":
 FULL |= {"della_linear": {"density": 1.0}}
 
 
-def fisher_statistics(*folders) -> None:
-    from babymerge.merging.fisher import beside, fisher_file
+def statistics_beside(method: str, *folders) -> None:
+    """The statistics file ``method`` reads beside each folder (``babymerge fisher`` / ``gram``), made once."""
+    from babymerge.merging.fisher import fisher_file
+    from babymerge.merging.gram import gram_file
+    from babymerge.sweep.merge import STATISTICS
 
     for folder in folders:
-        if not beside(folder).exists():
-            sample = folder.parent / "fisher_sample.txt"
+        if not STATISTICS[method].beside(folder).exists():
+            sample = folder.parent / "statistics_sample.txt"
             sample.write_text("The cat sees a red ball.\nA dog runs to the big tree.\nThe bird sleeps.\n")
-            fisher_file(folder, text=sample, progress=False)
+            if method == "fisher":
+                fisher_file(folder, text=sample, progress=False)
+            else:
+                gram_file(folder, text=sample)
 
 
 def _distance(a: dict, b: dict) -> float:
@@ -79,8 +85,8 @@ def test_alpha_is_the_text_share_for_every_method(models, tmp_path, method):
     (alpha is the text share, whatever the method; nearswap's ``t`` is a distance threshold, so the alphas are
     extreme), and the in-memory merge equals mergekit-yaml's for the same recipe at an asymmetric alpha."""
     states = {role: load_state(path) for role, path in models.items()}
-    if method == "fisher":  # its statistics, beside each parent
-        fisher_statistics(models[TEXT], models[MULTIMODAL])
+    if method in ("fisher", "regmean"):  # its statistics, beside each parent
+        statistics_beside(method, models[TEXT], models[MULTIMODAL])
     merged = {}
     for alpha in (0.002, 0.2, 0.998):
         spec = MergeSpec(method=method, alpha=alpha, parameters=FULL.get(method, {}))
@@ -171,3 +177,22 @@ def test_materialize_writes_chosen_merges_with_cards(models, world, tmp_path, mo
     with pytest.raises(RuntimeError, match="disk full"):
         sweep_and_report(config, tmp_path / "out", ["linear:0.45"], progress=False)
     assert sorted((tmp_path / "out" / "merged").iterdir()) == folders  # no partial folder left behind
+
+
+def test_sweep_scores_merges_of_tied_checkpoints(make_checkpoint, tmp_path):
+    """Checkpoints with tied embeddings hold no ``lm_head.weight``: the merge loads into the scored model (one
+    loader for the sweep and ``diagnose``) and the head follows the merged embeddings."""
+    from helpers import CountingScorer
+
+    from babymerge.sweep.run import Sweep, SweepConfig
+
+    text, multimodal = (make_checkpoint(seed, tie_word_embeddings=True) for seed in (7, 8))
+    config = SweepConfig(
+        text=text, multimodal=multimodal, methods=["linear"], alphas=[0.5], tasks=["weights_sum"], store=tmp_path / "r"
+    )
+    run = Sweep(config, CountingScorer, progress=False)
+    (record,) = run.run()
+    name = "model.language_model.embed_tokens.weight"
+    expected = 0.5 * load_state(text)[name] + 0.5 * load_state(multimodal)[name]
+    torch.testing.assert_close(run.model.get_output_embeddings().weight, expected)
+    assert record["value"] == pytest.approx(sum(float(t.double().sum()) for t in run.model.state_dict().values()))

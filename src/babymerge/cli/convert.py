@@ -10,8 +10,8 @@ from ._flags import add_out, out_of
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..convert.reference import to_babyllava, to_reference
     from ..io import atomic_dir
-    from ..modeling.convert import to_babyllava, to_reference
 
     if args.to == "babyllava" and args.vision_tower:
         raise BabymergeError("--vision-tower only applies with --to reference")

@@ -1,4 +1,4 @@
-"""``babymerge gram MODEL --out OUT``: input Gram matrices of every linear layer, for the RegMean merge method."""
+"""``babymerge gram MODEL [--out OUT]``: input Gram matrices of every linear layer, for the RegMean merge method."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from ._flags import add_out, out_of
 def register(subparsers) -> None:
     parser = subparsers.add_parser("gram", help="Gram matrices of a model's linear-layer inputs (for RegMean)")
     parser.add_argument("model", help="checkpoint folder")
-    add_out(parser, "output .safetensors file (must not exist)", old_positional="OUT")
+    add_out(
+        parser,
+        "output .safetensors file (must not exist; default MODEL.gram.safetensors beside the folder)",
+        old_positional="OUT",
+    )
     parser.add_argument("--text", help="text file, one sample per line (each gets the black image)")
     parser.add_argument("--captions", help="captions file (Flickr8k CSV or token file); needs --features")
     parser.add_argument("--features", help="feature file (features.safetensors) with the captions' images")
@@ -25,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = gram_file(
         args.model,
-        out_of(args),
+        out_of(args) if args.out or args.old_out else None,
         text=args.text,
         captions=args.captions,
         features=args.features,

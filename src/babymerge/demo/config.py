@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..sweep.config import DEFAULT_METHODS
 from ..training.config import Preset
@@ -30,6 +30,15 @@ class DemoConfig(BaseModel):
     )
     quick: bool = Field(False, description="a much smaller world and grid (for tests)")
     seed: int = Field(0, description="seed of the world, the backbone, the initialisation and training")
+    seeds: list[int] | None = Field(
+        None,
+        description="training seeds: one text-only/multimodal pair per seed (its initialisation and data order), "
+        "each in OUT/seed-S/, on the data made from seed; N alone means 0..N-1",
+    )
+    seed_words: int | None = Field(
+        None, gt=0, description="seed pre-training: one shared run of this many words before both runs"
+    )
+    seed_mode: Literal["text", "multimodal"] = Field("text", description="what the seed pre-training run trains on")
     preset: Preset = Field("tiny", description="model size")
     vocab_size: int | None = Field(None, ge=300, description="default 1000 (world), 8000 (real data)")
     epochs: float | None = Field(None, gt=0, description="default: 4 (world), 1 (real data or quick)")
@@ -59,6 +68,18 @@ class DemoConfig(BaseModel):
     )
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     progress: bool = Field(True, description="progress bars")
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, value: object) -> object:
+        return list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"seeds must be distinct and at least one, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _real_data_complete(self) -> DemoConfig:

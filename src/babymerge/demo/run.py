@@ -3,6 +3,8 @@
 world (or real data) -> tokenizer -> image features -> shared initial checkpoint -> text-only and multimodal
 training from it -> in-memory merge sweep (best pair by the paper's rule, and checkpoint by checkpoint) ->
 table and plots. Every step writes plain files under ``OUT`` and is skipped (or resumed) when they exist.
+``seed_words`` adds a shared seed pre-training run that both runs continue from and the merges use as base;
+``seeds`` repeats everything after the image features once per training seed (``seeds.py``).
 
 Without a vision model to download, features come from a randomly initialised tiny DINOv2: image results
 are then not meaningful, and every summary says so.
@@ -182,23 +184,75 @@ def count_words(files: list[Path], limit: int | None = None) -> int:
     return words
 
 
-def milestone_unit(config: DemoConfig, inputs: Inputs, epochs: float) -> int:
-    """The BabyLM schedule (1..10, 20, ... units) scaled so that both runs pass about 11 milestones (4 when
-    quick). The multimodal run sees text and captions in ``text_ratio`` (all of both when null)."""
+def words_per_epoch(config: DemoConfig, inputs: Inputs) -> dict[str, float]:
+    """Words one epoch of each run sees: the text (up to ``max_words``); the multimodal run's text and captions
+    in ``text_ratio`` (all of both when null)."""
     from ..training.tokenizer import text_files
 
     text_words = count_words(text_files(inputs.text), config.max_words)
     caption_words = sum(len(caption.split()) for _, caption in read_captions(inputs.captions))
     ratio = config.text_ratio
     multimodal = text_words + caption_words if ratio is None else min(text_words / ratio, caption_words / (1 - ratio))
-    words = min(text_words, multimodal) * epochs
+    return {"text": text_words, "multimodal": multimodal}
+
+
+def milestone_unit(config: DemoConfig, inputs: Inputs, epochs: float) -> int:
+    """The BabyLM schedule (1..10, 20, ... units) scaled so that both runs pass about 11 milestones (4 when
+    quick)."""
+    words = min(words_per_epoch(config, inputs).values()) * epochs
     return max(int(words / (4.5 if config.quick else 22)), 1)
 
 
-def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -> tuple[Path, Path]:
+def total_epochs(config: DemoConfig) -> float:
+    return config.epochs or (1 if config.real else 4)
+
+
+def checked_seed_words(config: DemoConfig, inputs: Inputs) -> dict[str, float]:
+    """Words per epoch of each run, once ``seed_words`` is known to be below each run's total words."""
+    per_epoch, epochs = words_per_epoch(config, inputs), total_epochs(config)
+    for mode, words in per_epoch.items():
+        if config.seed_words and config.seed_words >= epochs * words:
+            raise BabymergeError(
+                f"seed_words {config.seed_words:,}: must be below the {mode} run's {epochs * words:,.0f} words "
+                f"({epochs:g} epochs of {words:,.0f})"
+            )
+    return per_epoch
+
+
+def seed_pre_training(
+    config: DemoConfig, inputs: Inputs, epochs: float, common: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, float]:
+    """Train (or find) the ``seed_words`` run from the initialisation; return each run's epochs after it.
+
+    The seed run's epochs are N / (words per epoch of ``seed_mode``). Each run then continues for ``epochs`` -
+    S / (its own words per epoch), S being the words the seed run saw (N rounded up to whole steps): its total
+    words seen, S plus the continuation's, stays ``epochs`` x its words per epoch, as without the arm (up to one
+    optimizer step)."""
+    from ..sweep.checkpoints import words_seen
     from ..training import TrainConfig, train
 
-    epochs = config.epochs or (1 if config.real else 4)
+    per_epoch = checked_seed_words(config, inputs)
+    final = config.out / "seed_run" / "checkpoints" / "final"
+    if not (final / "config.json").is_file():
+        mode, seed_epochs = config.seed_mode, config.seed_words / per_epoch[config.seed_mode]
+        log(f"seed pre-training: the {mode} model for {config.seed_words:,} words ({seed_epochs:.3g} epochs)")
+        mine = extra if mode == "multimodal" else {}
+        train(TrainConfig(mode=mode, out=final.parent.parent, **{**common, "epochs": seed_epochs}, **mine))
+    seen = words_seen(final) or config.seed_words
+    return {mode: max(epochs - seen / words, 1e-3) for mode, words in per_epoch.items()}
+
+
+def base_checkpoint(config: DemoConfig, init: Path) -> Path:
+    """The merges' task-vector base: the seed pre-training run's final checkpoint, else the initialisation."""
+    return config.out / "seed_run" / "checkpoints" / "final" if config.seed_words else init
+
+
+def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -> tuple[Path, Path]:
+    """The text-only and multimodal runs from ``init``, or from the seed pre-training run that ``seed_words``
+    asks for (trained first, from ``init``)."""
+    from ..training import TrainConfig, train
+
+    epochs = total_epochs(config)
     unit = config.milestone_unit or milestone_unit(config, inputs, epochs)
     common: dict[str, Any] = {
         "init": init,
@@ -215,17 +269,23 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
         "progress": config.progress,
         "device": config.device,
     }
+    extra = {"captions": inputs.captions, "features": features, "text_ratio": config.text_ratio}
+    extra["pack_captions"] = config.pack_captions  # off by default: the demo's figures use a caption a row
+    per_run = {"text": epochs, "multimodal": epochs}
+    if config.seed_words:
+        per_run = seed_pre_training(config, inputs, epochs, common, extra)
+        common["init"] = base_checkpoint(config, init)
     runs, todo = {}, []
     for mode in ("text", "multimodal"):
         out = config.out / f"{mode}_run"
         runs[mode] = out
         if (out / "checkpoints" / "final" / "config.json").is_file():
             continue
-        extra = {"captions": inputs.captions, "features": features, "text_ratio": config.text_ratio}
-        extra["pack_captions"] = config.pack_captions  # off by default: the demo's figures use a caption a row
-        extra = extra if mode == "multimodal" else {}
-        todo.append(TrainConfig(mode=mode, out=out, **common, **extra))
+        mine = extra if mode == "multimodal" else {}
+        todo.append(TrainConfig(mode=mode, out=out, **{**common, "epochs": per_run[mode]}, **mine))
     what = f"({epochs:g} epochs, a checkpoint every BabyLM milestone of {unit:,} words)"
+    if config.seed_words:
+        what = f"(the rest of {epochs:g} epochs after the seed run, a checkpoint every milestone of {unit:,} words)"
     if config.workers > 1 and len(todo) > 1:
         from .workers import train_side_by_side
 
@@ -239,7 +299,7 @@ def train_both(config: DemoConfig, inputs: Inputs, init: Path, features: Path) -
 
 
 def sweep_configs(
-    config: DemoConfig, inputs: Inputs, runs: tuple[Path, Path], init: Path, features: Path
+    config: DemoConfig, inputs: Inputs, runs: tuple[Path, Path], base: Path, features: Path
 ) -> tuple[SweepConfig, SweepConfig]:
     """The demo's two sweeps: the selected (or final) pair over methods and alphas, then checkpoint by checkpoint."""
     text_run, multimodal_run = runs
@@ -248,7 +308,7 @@ def sweep_configs(
     common: dict[str, Any] = {
         "text": text_run,
         "multimodal": multimodal_run,
-        "base": init,
+        "base": base,
         "store": config.out / "sweep" / "results.jsonl",
         "data_dir": inputs.evaluation_data,
         "features": features,
@@ -271,6 +331,14 @@ def sweep_configs(
         alphas=config.aligned_alphas or ([0.0, 1.0] if config.quick else [0.0, 0.5, 1.0]),
     )
     return best, along
+
+
+def write_seconds(config: DemoConfig, seconds: dict[str, float], start: float) -> None:
+    """``OUT/stage_seconds.json`` with the total, and the log line."""
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    with atomic_file(config.out / "stage_seconds.json") as tmp:
+        tmp.write_text(json.dumps(seconds, indent=1) + "\n", encoding="utf-8")
+    log("seconds per stage (0 = already done): " + ", ".join(f"{k} {v:g}" for k, v in seconds.items()))
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -297,12 +365,21 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         return result
 
     inputs = timed("data", real_inputs if config.real else world_inputs, config)
+    if config.seed_words:
+        checked_seed_words(config, inputs)  # before any training
     tokenizer = timed("tokenizer", make_tokenizer, config, inputs)
     features = timed("features", make_features, config, inputs)
+    if config.seeds is not None:
+        from .seeds import run_seeds
+
+        outcome = run_seeds(config, inputs, tokenizer, features, timed)
+        write_seconds(config, seconds, start)
+        return outcome
     init = timed("init", make_init, config, tokenizer, features)
     text_run, multimodal_run = timed("training", train_both, config, inputs, init, features)
 
-    best, along = sweep_configs(config, inputs, (text_run, multimodal_run), init, features)
+    base = base_checkpoint(config, init)
+    best, along = sweep_configs(config, inputs, (text_run, multimodal_run), base, features)
     log(f"sweep 1: the {config.pairing} pair x {best.methods} x {len(best.alphas)} alphas x {best.tasks}")
     log("sweep 2: checkpoint by checkpoint along training (linear)")
     if config.workers > 1:
@@ -324,10 +401,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     chosen = pair_id(best_pair)
     files = write_report(records, sweep_dir, "random vision backbone" if note else "", titles, selected=[chosen])
     table = markdown_table([r for r in records if r["pair"] == chosen and r.get("alpha") is not None], titles)
-    seconds["total"] = round(time.perf_counter() - start, 1)
-    with atomic_file(config.out / "stage_seconds.json") as tmp:
-        tmp.write_text(json.dumps(seconds, indent=1) + "\n", encoding="utf-8")
-    log("seconds per stage (0 = already done): " + ", ".join(f"{k} {v:g}" for k, v in seconds.items()))
+    write_seconds(config, seconds, start)
     remarks = [f"selection: {line}" for line in sweep.selection_remarks]
     return {
         "equal_words": equal_words_markdown(records, titles),

@@ -12,21 +12,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..errors import BabymergeError
 from ..sweep.merge import MULTIMODAL, TEXT, MergeSpec
+from ..sweep.slot import load_weights
 from ..training.data import Collator, TrainingRows
-
-
-def load_merged(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load a merged state into ``model``; a tensor it lacks must be tied to one it holds (``lm_head``)."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    params = dict(model.named_parameters(remove_duplicate=False))
-    loaded = {params[name].data_ptr() for name in state if name in params}
-    untied = [name for name in missing if name not in params or params[name].data_ptr() not in loaded]
-    if unexpected or untied:
-        name = (unexpected or untied)[0]
-        problem = "is not a tensor of" if unexpected else "is missing for"
-        raise BabymergeError(f"tensor {name} {problem} the {type(model).__name__} read from the text-only checkpoint")
 
 
 @torch.no_grad()
@@ -73,7 +61,7 @@ def loss_path(
     tokens: dict[str, int] = {}
     for alpha in tqdm(alphas, desc="loss along alpha", disable=not progress):
         merged = MergeSpec(method="linear", alpha=alpha).merge({TEXT: states[TEXT], MULTIMODAL: states[MULTIMODAL]})
-        load_merged(model, merged)
+        load_weights(model, merged)
         for name, (rows, collator) in samples.items():
             loss, tokens[name] = mean_loss(model, rows, collator, batch_size=batch_size, device=device)
             losses[name].append(loss)

@@ -4,7 +4,8 @@ Each image task ``T`` has a control task ``T_no_image`` (``evaluation_tasks/T_no
 with the black image's features in place of each item's, as the training's text rows see. A model that ignores
 its images scores the two identically, item by item; caption matching pairs each image's caption with another
 image's, so such a model sits at exactly 50 by symmetry. :func:`image_effect` compares the two on the same
-items (``uncertainty.compare``) and says in words whether the image changed the model's choices.
+items (``uncertainty.compare``) and says in words whether the image changed the model's choices; the sweep scores
+the controls at alpha 0 and 1 (``sweep.tasks.point_tasks``) and shows :attr:`ImageEffect.verdict` in its tables.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def control_of(task: str) -> str | None:
     return task + SUFFIX if task in IMAGE_TASKS else None
 
 
+def image_task_of(task: str) -> str | None:
+    """The image task whose no-image control ``task`` is, or None."""
+    base = task.removesuffix(SUFFIX)
+    return base if base != task and base in IMAGE_TASKS else None
+
+
 def with_controls(tasks: Iterable[str]) -> list[str]:
     """``tasks`` with each image task's control after it (once)."""
     out: list[str] = []
@@ -35,12 +42,21 @@ def with_controls(tasks: Iterable[str]) -> list[str]:
     return out
 
 
+CHANGED = "the image changed the model's choices"
+SAME = "not distinguishable from its no-image control"
+
+
 @dataclass(frozen=True)
 class ImageEffect:
     task: str
     changed: int  # items whose choice differs with and without the image
     items: int
     comparison: Comparison  # accuracy with the image minus without, paired over items
+
+    @property
+    def verdict(self) -> str:
+        """In words, from the 95% interval of the difference: :data:`CHANGED` when it excludes 0, else :data:`SAME`."""
+        return SAME if self.comparison.verdict == "not distinguishable" else CHANGED
 
     def sentence(self) -> str:
         c = self.comparison

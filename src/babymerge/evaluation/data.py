@@ -14,8 +14,12 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BabymergeError
+
+if TYPE_CHECKING:
+    import datasets
 
 DATA_ENV = "BABYMERGE_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/babymerge/evaluation_data")
@@ -198,3 +202,33 @@ def missing_data(tasks: dict[str, str], root: str | os.PathLike | None, hint: st
                 f"{base} ({hint}; origin: {SOURCES[name].origin}; see `babymerge data`)"
             )
     return None
+
+
+def image_folder(name: str, root: str | os.PathLike | None = None, captions: str | os.PathLike | None = None) -> Path:
+    """Where the data layout keeps the raw images of image data set ``name``: ``images/`` beside the captions
+    file (else the captions file's own folder) for caption matching, as ``babymerge features`` reads them;
+    ``full_eval/winoground_filtered/images/`` for Winoground (file names ``{image_idx}_{image_key}.png``)."""
+    if name == "caption_matching":
+        folder = caption_file(root, captions).parent
+        return folder / "images" if (folder / "images").is_dir() else folder
+    return data_dir(root) / SOURCES[name].path / "images"
+
+
+def add_image_files(
+    dataset: datasets.DatasetDict, name: str, root: str | os.PathLike | None = None, captions: str | None = None
+) -> datasets.DatasetDict:
+    """``dataset`` (a ``DatasetDict`` whose docs carry an ``image`` id) with ``image_file``, the raw image of each
+    doc ("" when the layout has none; ids may omit the extension), and ``image_folder``, where it was looked for."""
+    from ..features.images import IMAGE_SUFFIXES
+
+    folder = image_folder(name, root, captions)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    found = {**{p.stem: str(p) for p in files}, **{p.name: str(p) for p in files}}
+    for split in dataset:
+        ids = dataset[split]["image"]
+        dataset[split] = (
+            dataset[split]
+            .add_column("image_file", [found.get(i, "") for i in ids])
+            .add_column("image_folder", [str(folder)] * len(ids))
+        )
+    return dataset

@@ -74,6 +74,15 @@ class BabyLlavaLM(HFLM):
 
     MULTIMODAL = True
 
+    def __new__(cls, pretrained: Any = None, *args: Any, **kwargs: Any) -> BabyLlavaLM:
+        """A stock transformers LLaVA (``LlavaForConditionalGeneration``) gets ``stock_llava.StockLlavaLM``."""
+        if cls is BabyLlavaLM:
+            from .stock_llava import StockLlavaLM, is_stock_llava
+
+            if is_stock_llava(pretrained):
+                cls = StockLlavaLM
+        return super().__new__(cls)
+
     def __init__(
         self,
         pretrained: Any,
@@ -129,18 +138,26 @@ class BabyLlavaLM(HFLM):
         for request in tqdm(requests, desc="Tokenizing (BabyLM rules)", disable=disable_tqdm):
             context, continuation = request.args[0], request.args[1]
             image = _image_of(request.args)
-            split = self._splits.get((context, continuation))
-            if split is None:
-                split = self._splits[(context, continuation)] = babylm_split(self.tokenizer, context, continuation)
-            context_enc, continuation_enc = split
-            if image is not None:
-                virtual = self.image_base + self.image_row(image)
-                context_enc = [virtual if t == self.image_token_index else t for t in context_enc]
-                if virtual not in context_enc:
-                    raise BabymergeError(f"the tokenizer added no <image> token for image {image!r}")
+            context_enc, continuation_enc = self._encode(request, image)
             new_requests.append(((context, continuation, image), context_enc, continuation_enc))
         answers = self._loglikelihood_tokens(new_requests, disable_tqdm=disable_tqdm)
         return [BabyLMAnswer(answer) for answer in answers]
+
+    def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        split = self._splits.get((context, continuation))
+        if split is None:
+            split = self._splits[(context, continuation)] = babylm_split(self.tokenizer, context, continuation)
+        return split
+
+    def _encode(self, request: Any, image: str | None) -> tuple[list[int], list[int]]:
+        """Context and continuation tokens of one request, its image as a virtual id in place of ``<image>``."""
+        context_enc, continuation_enc = self._split(request.args[0], request.args[1])
+        if image is not None:
+            virtual = self.image_base + self.image_row(image)
+            context_enc = [virtual if t == self.image_token_index else t for t in context_enc]
+            if virtual not in context_enc:
+                raise BabymergeError(f"the tokenizer added no <image> token for image {image!r}")
+        return context_enc, continuation_enc
 
     def _loglikelihood_tokens(
         self, requests: list, disable_tqdm: bool = False, override_bs: int | None = None
@@ -180,6 +197,11 @@ class BabyLlavaLM(HFLM):
         feats[has_image.cpu()] = self.features.features[rows[has_image].cpu()]
         return inps.masked_fill(virtual, self.image_token_index), feats.to(inps.device)
 
+    def _forward_inputs(self, inps: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+        """Token ids for the model and its image keyword arguments (``_model_inputs``'s features)."""
+        ids, feats = self._model_inputs(inps)
+        return ids, {"image_features": feats}
+
     def _forward_context(self) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
         stack.enter_context(torch.no_grad())
@@ -194,10 +216,10 @@ class BabyLlavaLM(HFLM):
 
     def _hidden_states(self, stems: shared_prefix.Stems) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Last hidden states of each distinct stem, then of each request's tail with its stem's cache."""
-        ids, feats = self._model_inputs(stems.ids.to(self.device))
+        ids, images = self._forward_inputs(stems.ids.to(self.device))
         with_tails = stems.tails.shape[1] > 0
         with self._forward_context():
-            out = self.model.model(input_ids=ids, image_features=feats, use_cache=with_tails)
+            out = self.model.model(input_ids=ids, **images, use_cache=with_tails)
             if not with_tails:
                 return out.last_hidden_state, None
             cache = out.cache
@@ -212,17 +234,23 @@ class BabyLlavaLM(HFLM):
             return out.last_hidden_state, tails.last_hidden_state
 
     def _head(self, rows: torch.Tensor) -> torch.Tensor:
-        """Logits in float32 whatever the model's dtype: bf16 logits would tie options that float32 keeps apart."""
+        """Logits in float32 whatever the model's dtype: bf16 logits would tie options that float32 keeps apart.
+        The float32 copy of the head's weights is made once, and again only when they change (the sweep copies
+        each merge into the same tensors: their version counter moves)."""
         head = self.model.get_output_embeddings()
-        bias = None if head.bias is None else head.bias.float()
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in (head.weight, head.bias) if t is not None)
+        cached = getattr(self, "_head_float32", None)
+        if cached is None or cached[0] != key:
+            bias = None if head.bias is None else head.bias.detach().float()
+            cached = self._head_float32 = (key, head.weight.detach().float(), bias)
         with torch.no_grad():
-            return torch.nn.functional.linear(rows.float(), head.weight.float(), bias)
+            return torch.nn.functional.linear(rows.float(), cached[1], cached[2])
 
     def _model_call(
         self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ):
-        ids, feats = self._model_inputs(inps)
-        if feats is None:
+        ids, images = self._forward_inputs(inps)
+        if all(value is None for value in images.values()):
             return super()._model_call(inps, attn_mask, labels)
         with self._forward_context():
-            return self.model(input_ids=ids, image_features=feats).logits
+            return self.model(input_ids=ids, **images).logits

@@ -97,12 +97,13 @@ def index_requested_only() -> None:
     def process_tasks(self, metadata=None):
         tasks = [self.tasks] if isinstance(self.tasks, str) else list(self.tasks or [])
         names = [name for task in tasks if isinstance(task, str) for name in task.split(",") if name]
-        if self.include_path is None:  # an include path may hold tasks of any name
-            check_task_names(names, stop=UsageError)
-        given = metadata or {}
-        check_task_data(
-            names, given.get("data_dir"), captions=given.get("captions"), hint=LM_EVAL_DATA_HINT, stop=UsageError
-        )
+        if not getattr(_state, "checked", False):  # ``babymerge eval`` has checked them already
+            if self.include_path is None:  # an include path may hold tasks of any name
+                check_task_names(names, stop=UsageError)
+            given = metadata or {}
+            check_task_data(
+                names, given.get("data_dir"), captions=given.get("captions"), hint=LM_EVAL_DATA_HINT, stop=UsageError
+            )
         ours = tasks and all(isinstance(task, str) for task in tasks) and self.include_path is None
         try:
             if ours and only_babymerge_tasks(names):
@@ -158,6 +159,17 @@ def _needs_babyllava(node) -> Iterator[bool]:
     else:
         process = getattr(getattr(node, "config", None), "process_results", None)
         yield bool(getattr(process, "needs_babyllava", False))
+
+
+@contextlib.contextmanager
+def inputs_checked() -> Iterator[None]:
+    """Inside, ``lm_eval run`` skips :func:`index_requested_only`'s name and data checks: the caller made them
+    before lm-eval loaded (``evaluation.run.check_inputs``), so one ``babymerge eval`` checks its inputs once."""
+    _state.checked = True
+    try:
+        yield
+    finally:
+        _state.checked = False
 
 
 @contextlib.contextmanager

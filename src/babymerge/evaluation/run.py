@@ -152,7 +152,7 @@ def run_cli(
     from lm_eval.__main__ import cli_evaluate
 
     from ..io import atomic_file
-    from .plugin import include_tasks, index_requested_only, refuse_other_model_types, register_model
+    from .plugin import include_tasks, index_requested_only, inputs_checked, refuse_other_model_types, register_model
 
     register_model()
     include_tasks()
@@ -172,7 +172,8 @@ def run_cli(
     os.environ.setdefault(DATA_ENV, str(root))
     saved, sys.argv = sys.argv, argv
     try:
-        cli_evaluate()
+        with inputs_checked():  # check_inputs above: lm-eval's start-up hook does not check them again
+            cli_evaluate()
     finally:
         sys.argv = saved
     results_file = latest_results_file(output_path)

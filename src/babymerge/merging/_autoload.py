@@ -4,9 +4,10 @@ This file is executed at every interpreter start, so it imports nothing beyond `
 only installs a finder that watches a few mergekit and lm-eval modules. When one of them finishes loading, the
 matching babymerge registration runs: for mergekit the architectures, the RegMean and Fisher methods, the guarded
 ``run_merge`` and one-line recipe errors in ``mergekit-yaml``; for lm-eval the ``babyllava`` model type (a lazy
-registry entry), babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own tasks) and, for
-an ``lm_eval run`` of babymerge's tasks only, an index of babymerge's folder alone, and a stop before scoring
-when another model type is given a task that needs ``babyllava``.
+registry entry), the model family registered with transformers when lm-eval's HF models load (so ``--model hf``
+needs no ``trust_remote_code``), babymerge's task folder (added to every ``TaskManager`` that indexes lm-eval's own
+tasks) and, for an ``lm_eval run`` of babymerge's tasks only, an index of babymerge's folder alone, and a stop
+before scoring when another model type is given a task that needs ``babyllava``.
 Set ``BABYMERGE_NO_MERGEKIT_HOOK=1`` to disable it.
 """
 
@@ -22,6 +23,7 @@ _ACTIONS = {
     "mergekit.merge": _MERGEKIT + "install_guard",
     "mergekit.scripts.run_yaml": _MERGEKIT + "install_recipe_errors",
     "lm_eval.models": "babymerge.evaluation.plugin:register_model",
+    "lm_eval.models.huggingface": "babymerge.modeling",  # babyllava folders load without trust_remote_code
     "lm_eval.tasks.manager": "babymerge.evaluation.plugin:include_tasks",
     "lm_eval.config.evaluate_config": "babymerge.evaluation.plugin:index_requested_only",
     "lm_eval.evaluator": "babymerge.evaluation.plugin:refuse_other_model_types",

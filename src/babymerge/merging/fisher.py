@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +29,6 @@ import torch
 from mergekit.merge_methods.base import ParameterScope, PerInputValues, TensorGroup
 from mergekit.merge_methods.easy_define import merge_method
 from pydantic import Field
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -38,14 +36,9 @@ from tqdm.auto import tqdm
 from ..errors import BabymergeError
 from ..io import atomic_file
 from .plugin import register_methods
+from .statistics import FISHER
 
-SUFFIX = ".fisher.safetensors"
-
-
-def beside(model_dir: str | os.PathLike) -> Path:
-    """The statistics file of a checkpoint folder: ``ckpt/text`` -> ``ckpt/text.fisher.safetensors``."""
-    folder = Path(model_dir).resolve()
-    return folder.with_name(folder.name + SUFFIX)
+beside = FISHER.beside  # the statistics file of a checkpoint folder: ckpt/text -> ckpt/text.fisher.safetensors
 
 
 def compute_fisher(
@@ -134,46 +127,6 @@ def fisher_file(
     return out
 
 
-def _statistics(path: str):
-    """An open statistics file and its tensor names (cached while the file is unchanged, so a merge opens and
-    lists each parent's file once), or a one-line error naming it."""
-    if not Path(path).is_file():
-        raise BabymergeError(f"{path}: no Fisher statistics file (compute it with `babymerge fisher MODEL`)")
-    return _open(path, os.stat(path).st_mtime_ns)
-
-
-@lru_cache(maxsize=16)
-def _open(path: str, _mtime_ns: int):
-    try:
-        handle = safe_open(path, framework="pt")
-        return handle, frozenset(handle.keys())
-    except Exception as error:  # safetensors raises several types for corrupt files
-        raise BabymergeError(f"{path}: cannot read Fisher statistics ({' '.join(str(error).split())})") from error
-
-
-def statistics_path(model_id, given: str | None) -> str:
-    """The statistics file of one merge input: ``given``, else the file beside the model's folder."""
-    if given:
-        return given
-    path = getattr(getattr(model_id, "model", None), "path", None)
-    if path is None:
-        raise BabymergeError(f"fisher: input {model_id!r} has no model path; give its parameters.fisher file")
-    return str(beside(path))
-
-
-def check_statistics(merge_config) -> None:
-    """Before a recipe's merge starts: every model's statistics file exists (one line naming the first missing)."""
-    shared = (merge_config.parameters or {}).get("fisher")
-    given = {str(m.model): (m.parameters or {}).get("fisher", shared) for m in merge_config.models or []}
-    for model in merge_config.referenced_models():
-        setting = given.get(str(model), shared)
-        path = statistics_path(model, setting if isinstance(setting, str) else None)
-        if not Path(path).is_file():
-            raise BabymergeError(
-                f"{path}: no Fisher statistics file for {model.model.path} (compute it with `babymerge fisher MODEL`)"
-            )
-
-
 def fisher_average(
     tensors: list[torch.Tensor], fishers: list[torch.Tensor], weights: list[float], epsilon: float
 ) -> torch.Tensor:
@@ -198,8 +151,8 @@ def fisher_merge(
     weights = [float(weight[entry.id]) for entry in group.entries]
     if sum(weights) <= 0:
         raise BabymergeError(f"fisher: weights {weights} must sum to more than 0")
-    paths = [statistics_path(entry.id, fisher[entry.id]) for entry in group.entries]
-    handles = [_statistics(path) for path in paths]  # every parent's file is checked at the first tensor
+    paths = [FISHER.path_of(entry.id, fisher[entry.id]) for entry in group.entries]
+    handles = [FISHER.open(path) for path in paths]  # every parent's file is checked at the first tensor
     present = [name in names for _, names in handles]
     if not any(present):
         fishers = [torch.ones_like(first, dtype=torch.float64)] * len(tensors)  # the weighted average
@@ -216,7 +169,7 @@ def fisher_merge(
     return fisher_average(tensors, fishers, weights, epsilon).to(first.dtype)
 
 
-fisher_merge.check_recipe = check_statistics  # called by the guarded merge's recipe check, before any work
+fisher_merge.check_recipe = FISHER.check_recipe  # called by the guarded merge's recipe check, before any work
 
 # As regmean.py: imported before mergekit, this module fires the start-up hook half initialised; register now.
 register_methods()

@@ -4,7 +4,9 @@ For each ``nn.Linear`` of a babyllava model, ``G = X^T X / n`` over the ``n`` in
 sample: the text-and-language-model layers over non-padding tokens, the projector over image rows. Text
 samples carry the black image (as in training), caption samples their image's features. The file is
 safetensors: one float64 ``(in, in)`` matrix per linear module, keyed by module name
-(``model.language_model.layers.0.self_attn.q_proj``), with metadata ``model``, ``samples`` and ``rows``.
+(``model.language_model.layers.0.self_attn.q_proj``), with metadata ``model``, ``samples`` and ``rows``; by
+default it is written beside the checkpoint folder (``MODEL.gram.safetensors``), where ``regmean`` and the sweep
+look for it.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def load_for_statistics(model_dir: str | os.PathLike):
 
 def gram_file(
     model_dir: str | os.PathLike,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
     *,
     text: str | os.PathLike | None = None,
     captions: str | os.PathLike | None = None,
@@ -156,8 +158,11 @@ def gram_file(
     batch_size: int = 16,
     max_length: int = 128,
 ) -> Path:
-    """Compute a model's Gram matrices on a text and/or image-caption sample and write them to ``out``."""
-    out = Path(out)
+    """Compute a model's Gram matrices on a text and/or image-caption sample and write them to ``out`` (default:
+    beside the checkpoint folder, ``MODEL.gram.safetensors``)."""
+    from .statistics import GRAM
+
+    out = Path(out) if out is not None else GRAM.beside(model_dir)
     if out.exists():
         raise BabymergeError(f"{out}: output file exists; choose another path or remove it")
     sources = read_sources("gram", text=text, captions=captions, features=features, max_samples=max_samples)

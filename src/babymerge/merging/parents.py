@@ -42,9 +42,23 @@ def check_parents(models: list[ModelInputs], tensors: bool = True) -> None:
 
 
 def _size_fields(config: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-    """``{field: (shown name, value)}`` of :data:`SIZE_FIELDS` present in a config (a LLaVA's under ``text_config``)."""
+    """``{field: (shown name, value)}`` of :data:`SIZE_FIELDS` in a config (a LLaVA's under ``text_config``), with
+    the defaults of transformers' config class for its ``model_type`` filled in (a field left out of config.json
+    means its default); a model type transformers does not know gives the fields present."""
     prefix, section = ("text_config.", config["text_config"]) if "text_config" in config else ("", config)
-    return {name: (prefix + name, section[name]) for name in SIZE_FIELDS if name in section}
+    return {name: (prefix + name, value) for name, value in _with_defaults(config, section).items()}
+
+
+def _with_defaults(config: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    from transformers import CONFIG_MAPPING
+
+    import babymerge.modeling  # noqa: F401  (registers babyllava)
+
+    try:
+        text = CONFIG_MAPPING[config.get("model_type")].from_dict(config).get_text_config()
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return {name: section[name] for name in SIZE_FIELDS if name in section}
+    return {name: getattr(text, name) for name in SIZE_FIELDS if hasattr(text, name)}
 
 
 def size_difference(first: ModelInputs, other: ModelInputs) -> str | None:

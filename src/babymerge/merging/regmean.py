@@ -1,43 +1,36 @@
 """RegMean (Jin et al. 2023; used for multimodal merging by Sung et al., arXiv 2304.14933) as a mergekit method.
 
 For a linear layer with weights ``W_i`` (PyTorch layout ``(out, in)``) and Gram matrices ``G_i = X_i^T X_i`` of
-its inputs on model ``i``'s data, the merged weight minimises ``sum_i ||X_i W^T - X_i W_i^T||^2``:
-``W^T = (sum_i G~_i)^-1 sum_i G~_i W_i^T`` where ``G~_i`` keeps the diagonal of ``G_i`` and scales the
-off-diagonal entries by ``gamma``. Tensors without a Gram matrix (embeddings, norms, biases, buffers) are
-averaged. Gram files are written by ``babymerge gram`` (one ``(in, in)`` float64 matrix per linear module).
+its inputs on model ``i``'s data, the merged weight minimises ``sum_i w_i ||X_i W^T - X_i W_i^T||^2``:
+``W^T = (sum_i w_i G~_i)^-1 sum_i w_i G~_i W_i^T`` where ``G~_i`` keeps the diagonal of ``G_i`` and scales the
+off-diagonal entries by ``gamma``, and ``w_i`` is the model's ``weight`` (default 1: plain RegMean; equal weights
+give the same merge; the sweep sets them from alpha). Tensors without a Gram matrix (embeddings, norms, biases,
+buffers) get the ``w``-weighted average. Gram files are written by ``babymerge gram`` (one ``(in, in)`` float64
+matrix per linear module), by default beside the checkpoint folder (``MODEL.gram.safetensors``), where the
+method finds them; a per-model ``gram`` parameter names another file.
 
 Recipe use::
 
     merge_method: regmean
     parameters: {gamma: 0.25}
     models:
-      - model: /abs/text_model
-        parameters: {gram: /abs/grams/text.safetensors}
+      - model: /abs/text_model                  # reads /abs/text_model.gram.safetensors
       - model: /abs/multimodal_model
         parameters: {gram: /abs/grams/multimodal.safetensors}
 """
 
-from functools import lru_cache
 from typing import Annotated
 
 import torch
 from mergekit.merge_methods.base import ParameterScope, PerInputValues, TensorGroup
 from mergekit.merge_methods.easy_define import merge_method
 from pydantic import Field
-from safetensors import safe_open
 
 from ..errors import BabymergeError
 from .plugin import register_methods
+from .statistics import GRAM
 
 GRAM_SUFFIX = ".weight"
-
-
-@lru_cache(maxsize=16)
-def _gram_file(path: str):
-    try:
-        return safe_open(path, framework="pt")
-    except Exception as error:  # safetensors raises several types for missing or corrupt files
-        raise BabymergeError(f"{path}: cannot read Gram file ({' '.join(str(error).split())})") from error
 
 
 def gram_for(path: str, tensor_name: str) -> torch.Tensor | None:
@@ -45,8 +38,8 @@ def gram_for(path: str, tensor_name: str) -> torch.Tensor | None:
     if not tensor_name.endswith(GRAM_SUFFIX):
         return None
     key = tensor_name[: -len(GRAM_SUFFIX)]
-    handle = _gram_file(path)
-    return handle.get_tensor(key) if key in handle.keys() else None
+    handle, names = GRAM.open(path)
+    return handle.get_tensor(key) if key in names else None
 
 
 def scale_off_diagonal(gram: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -54,9 +47,13 @@ def scale_off_diagonal(gram: torch.Tensor, gamma: float) -> torch.Tensor:
     return gamma * gram + (1.0 - gamma) * torch.diag(torch.diagonal(gram))
 
 
-def regmean_linear(weights: list[torch.Tensor], grams: list[torch.Tensor], gamma: float) -> torch.Tensor:
-    """Closed-form RegMean for one linear layer; ``weights`` are ``(out, in)``, ``grams`` ``(in, in)``."""
-    scaled = [scale_off_diagonal(g.double(), gamma) for g in grams]
+def regmean_linear(
+    weights: list[torch.Tensor], grams: list[torch.Tensor], gamma: float, shares: list[float] | None = None
+) -> torch.Tensor:
+    """Closed-form RegMean for one linear layer; ``weights`` are ``(out, in)``, ``grams`` ``(in, in)``, each
+    model's Gram scaled by its share (default 1)."""
+    shares = shares or [1.0] * len(grams)
+    scaled = [w * scale_off_diagonal(g.double(), gamma) for g, w in zip(grams, shares, strict=True)]
     total = torch.stack(scaled).sum(0)
     rhs = torch.stack([g @ w.double().T for g, w in zip(scaled, weights, strict=True)]).sum(0)
     try:
@@ -73,29 +70,39 @@ def regmean_linear(weights: list[torch.Tensor], grams: list[torch.Tensor], gamma
 )
 def regmean_merge(
     group: TensorGroup,
-    gram: Annotated[PerInputValues[str], ParameterScope.INPUT],
+    gram: Annotated[PerInputValues[str], ParameterScope.INPUT] = "",
+    weight: Annotated[PerInputValues[float], ParameterScope.INPUT] = 1.0,
     gamma: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25,
 ) -> torch.Tensor:
     tensors = [entry.tensor for entry in group.entries]
     first = tensors[0]
-    name = group.metadata.name or ""
-    if first.dim() == 2 and first.is_floating_point():
-        grams = [gram_for(gram[entry.id], name) for entry in group.entries]
-        if all(g is not None for g in grams):
-            for entry, g in zip(group.entries, grams, strict=True):
-                if tuple(g.shape) != (first.shape[1], first.shape[1]):
-                    raise BabymergeError(
-                        f"{gram[entry.id]}: Gram matrix for {name} has shape {tuple(g.shape)}; "
-                        f"expected ({first.shape[1]}, {first.shape[1]})"
-                    )
-            return regmean_linear(tensors, grams, gamma).to(first.dtype)
-        if any(g is not None for g in grams):
-            missing = [str(gram[e.id]) for e, g in zip(group.entries, grams, strict=True) if g is None]
-            raise BabymergeError(f"{name}: no Gram matrix in {', '.join(missing)} (other models have one)")
     if not first.is_floating_point():
         return first
-    return torch.stack([t.double() for t in tensors]).mean(0).to(first.dtype)
+    name = group.metadata.name or ""
+    shares = [float(weight[entry.id]) for entry in group.entries]
+    if sum(shares) <= 0:
+        raise BabymergeError(f"regmean: weights {shares} must sum to more than 0")
+    paths = [GRAM.path_of(entry.id, gram[entry.id]) for entry in group.entries]
+    for path in paths:  # every parent's file is checked at the first tensor
+        GRAM.open(path)
+    if first.dim() == 2:
+        grams = [gram_for(path, name) for path in paths]
+        if all(g is not None for g in grams):
+            for path, g in zip(paths, grams, strict=True):
+                if tuple(g.shape) != (first.shape[1], first.shape[1]):
+                    raise BabymergeError(
+                        f"{path}: Gram matrix for {name} has shape {tuple(g.shape)}; "
+                        f"expected ({first.shape[1]}, {first.shape[1]})"
+                    )
+            return regmean_linear(tensors, grams, gamma, shares).to(first.dtype)
+        if any(g is not None for g in grams):
+            missing = [path for path, g in zip(paths, grams, strict=True) if g is None]
+            raise BabymergeError(f"{name}: no Gram matrix in {', '.join(missing)} (other models have one)")
+    total = sum(shares)
+    return sum(w / total * t.double() for w, t in zip(shares, tensors, strict=True)).to(first.dtype)
 
+
+regmean_merge.check_recipe = GRAM.check_recipe  # called by the guarded merge's recipe check, before any work
 
 # Imported before mergekit, this module's own mergekit imports fire the start-up hook while it is half
 # initialised; register here once complete.

@@ -15,20 +15,25 @@ from typing import Any
 
 from ..io import atomic_file
 from .items import comparison_of, verdict_text
-from .report import items_column, point_rows
+from .report import effect_key, items_column, point_rows
 from .tasks import limited_titles, title
 
 FIELDS = ["pair", "method", "alpha", "task", "against", "difference", "low", "high", "p_mcnemar", "verdict"]
 PARENTS = (("text-only parent", 1.0), ("multimodal parent", 0.0))
+CONTROL = "no-image control"  # an image task's score against its control's at the same point (``controls.py``)
 NOTE = (
     "Each cell: a minus b x100 [95% paired bootstrap interval] and the verdict at 95%: ahead or behind when the "
-    "interval excludes 0, else not distinguishable (McNemar's exact p for accuracies in comparisons.csv)"
+    "interval excludes 0, else not distinguishable (McNemar's exact p for accuracies in comparisons.csv); against "
+    "the no-image control (alpha 0 and 1): the image changed the model's choices when the interval excludes 0, "
+    "else not distinguishable from its no-image control"
 )
 
 
 def comparison_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per comparison: every merge point against each parent, each method's best alpha against its
-    alpha 0 and alpha 1, per task; ``verdict`` is ``no items stored`` when either side lacks items."""
+    alpha 0 and alpha 1, per task; ``verdict`` is ``no items stored`` when either side lacks items. An image task
+    scored with its no-image control at a point is also compared with it (``against`` :data:`CONTROL`, the verdict
+    in ``controls.ImageEffect``'s words)."""
     tasks, rows = point_rows(records)
     at = {(r["pair"], r["method"], r["alpha"]): r for r in rows}
     out = []
@@ -49,7 +54,16 @@ def comparison_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 end = at.get((pair, method, alpha))
                 if end is not None and end is not best and end.get(task) is not None:
                     out.append(_compared(best, end, task, f"alpha {alpha:g} (best alpha {best['alpha']:g})"))
+        out += [_against_control(r, task) for r in rows if effect_key(task) in r]
     return out
+
+
+def _against_control(row: dict[str, Any], task: str) -> dict[str, Any]:
+    effect = row[effect_key(task)]
+    c = effect.comparison
+    return {"pair": row["pair"], "method": row["method"], "alpha": row["alpha"], "task": task, "against": CONTROL,
+            "difference": 100 * c.difference, "low": 100 * c.low, "high": 100 * c.high, "p_mcnemar": c.p_mcnemar,
+            "verdict": effect.verdict, "text": verdict_text(c, effect.verdict)}  # fmt: skip
 
 
 def _compared(a: dict[str, Any], b: dict[str, Any], task: str, against: str) -> dict[str, Any]:

@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..diagnose.config import DiagnoseConfig
 
 if TYPE_CHECKING:
     from .merge import MergeSpec
 
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]  # holds the paper's 0.3, 0.5 and 0.8
 DEFAULT_METHODS = ["linear", "task_arithmetic", "ties"]
+_DIAGNOSE = DiagnoseConfig.model_fields  # the diagnose stage's fields: the sweep's diagnose_* take their defaults
+
+
+def _diagnose_field(name: str, **constraints: Any) -> Any:
+    field = _DIAGNOSE[name]
+    description = field.description.replace("--features", "--diagnose-features")
+    return Field(field.default, description=f"diagnostics: {description}", **constraints)
 
 
 class SweepConfig(BaseModel):
@@ -41,6 +50,16 @@ class SweepConfig(BaseModel):
     seed: int = Field(0, description="seed of randomised methods (dare_*, della*): a point merges the same each time")
     batch_size: int = Field(32, ge=1, description="evaluation batch size")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    diagnose: bool = Field(
+        False,
+        description="write babymerge diagnose's products for every pair merged (OUT/diagnostics/<pair>/, needs base) "
+        "and a summary beside the sweep table (OUT/diagnostics.md, .csv); pairs already diagnosed are kept",
+    )
+    diagnose_text: Path | None = _diagnose_field("text")
+    diagnose_captions: Path | None = _diagnose_field("captions")
+    diagnose_features: Path | None = _diagnose_field("features")
+    diagnose_max_tokens: int = _diagnose_field("max_tokens", ge=1)
+    diagnose_max_length: int = _diagnose_field("max_length", ge=8)
 
     @field_validator("alphas")
     @classmethod
@@ -49,6 +68,14 @@ class SweepConfig(BaseModel):
         if bad or not alphas:
             raise ValueError(f"alphas must be a non-empty list within [0, 1]; found {bad or alphas}")
         return sorted({round(a, 6) for a in alphas})
+
+    @model_validator(mode="after")
+    def _diagnose_inputs(self) -> SweepConfig:
+        if self.diagnose and self.base is None:
+            raise ValueError("diagnose needs base: the shared initial checkpoint the task vectors are taken from")
+        if (self.diagnose_captions is None) != (self.diagnose_features is None):
+            raise ValueError("diagnose_captions and diagnose_features go together")
+        return self
 
     def specs(self) -> list[MergeSpec]:
         from .merge import MergeSpec

@@ -10,8 +10,10 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.evaluator import evaluate as lm_eval_evaluate
 
+from ..errors import BabymergeError
 from ..evaluation.results import metrics
 from .items import encode
+from .tasks import is_image_task, title
 
 
 def build_requests_once(task: Any) -> None:
@@ -154,6 +156,7 @@ def babyllava_scorer(
 
     from ..evaluation.docs import reading
     from ..evaluation.run import babyllava_lm, task_manager
+    from ..evaluation.stock_llava import is_stock_llava
 
     lm = babyllava_lm(model, tokenizer, features=features, batch_size=batch_size)
     manager = task_manager(tasks, data_dir)  # lm-eval's own tasks indexed only when one is asked for
@@ -161,5 +164,41 @@ def babyllava_scorer(
     for task in tasks:
         with reading() as found:
             task_dicts[task] = get_task_dict([task], manager)
+        if is_stock_llava(model):  # its image tasks read the raw images: they belong to the results' keys
+            found |= image_folders(task_dicts[task])
         reads[task] = sorted(found)
     return TaskScorer(lm, task_dicts, limit=limit, reads=reads)
+
+
+def image_folders(task_dict: dict) -> set[Path]:
+    """The raw-image folders that an image task's documents name (``image_folder``, what a stock LLaVA reads)."""
+    found = set()
+    for task in _tasks_in(task_dict):
+        docs = getattr(task, "eval_docs", None) if getattr(task.config, "doc_to_image", None) else None
+        if docs is not None and "image_folder" in docs.column_names:
+            found |= {Path(folder) for folder in docs.unique("image_folder")}
+    return found
+
+
+def check_raw_images(
+    model: Path, tasks: list[str], selection: list[str], data_dir: Path | None, features: Path | None
+) -> None:
+    """Before a stock LLaVA loads: no feature file, and raw images in the data layout for each image task (one
+    line naming the task, its flag and the folder looked in)."""
+    from ..evaluation.data import image_folder
+    from ..evaluation.plugin import task_data
+    from ..features.images import IMAGE_SUFFIXES
+
+    if features is not None:
+        raise BabymergeError(
+            f"--features {features}: {model} is a stock LLaVA, which reads raw images through its own image "
+            "processor; feature files are for babyllava checkpoints (drop --features)"
+        )
+    for task, name in task_data([t for t in dict.fromkeys(selection + tasks) if is_image_task(t)]).items():
+        folder = image_folder(name, data_dir)
+        if not (folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())):
+            flag = "--select-multimodal-by" if task in selection else "--tasks"
+            raise BabymergeError(
+                f"{flag} {task} ({title(task)}): a stock LLaVA reads raw images, but {folder} holds none (put the "
+                "images there, as docs/evaluation.md says; feature files are for babyllava checkpoints)"
+            )

@@ -15,6 +15,7 @@ import zlib
 from functools import lru_cache
 from typing import Any
 
+from ..evaluation.controls import ImageEffect, image_effect
 from ..evaluation.uncertainty import LEVEL, Comparison, Interval, compare, interval
 
 SEED = 0  # bootstrap seed of every table: rebuilt tables are identical
@@ -44,14 +45,25 @@ def comparison_of(a: str, b: str) -> Comparison | None:
         return None
 
 
+@lru_cache(maxsize=1024)
+def effect_of(task: str, with_image: str, without: str) -> ImageEffect | None:
+    """An image task's stored items against its no-image control's (``controls.image_effect``, seed 0, 95%);
+    None when they are not the same items."""
+    try:
+        return image_effect(task, decode(with_image), decode(without))
+    except ValueError:
+        return None
+
+
 def scaled(value: Interval | Comparison, scale: float = 100.0) -> tuple[float, float]:
     """``(low, high)`` x ``scale`` (the tables' x100)."""
     return scale * value.low, scale * value.high
 
 
-def verdict_text(comparison: Comparison | None) -> str:
-    """``+1.20 [0.40, 2.00] ahead`` (x100); ``no items stored`` when there is nothing to compare."""
+def verdict_text(comparison: Comparison | None, verdict: str | None = None) -> str:
+    """``+1.20 [0.40, 2.00] ahead`` (x100; ``verdict`` in place of the comparison's own); ``no items stored`` when
+    there is nothing to compare."""
     if comparison is None:
         return "no items stored"
     low, high = scaled(comparison)
-    return f"{100 * comparison.difference:+.2f} [{low:+.2f}, {high:+.2f}] {comparison.verdict}"
+    return f"{100 * comparison.difference:+.2f} [{low:+.2f}, {high:+.2f}] {verdict or comparison.verdict}"

@@ -4,8 +4,9 @@ One sweep point is ``(method, alpha)``. ``alpha`` is the text-only model's share
 (``theta = alpha * theta_text + (1 - alpha) * theta_multimodal``):
 
 - methods with a per-model ``weight`` (linear, task_arithmetic, ties, dare_*, della, breadcrumbs, nuslerp,
-  multislerp) get ``weight: alpha`` on the text-only model and ``1 - alpha`` on the multimodal one; the
-  task-arithmetic family takes its deltas from the shared initial checkpoint (``base``);
+  multislerp, and babymerge's fisher and regmean, which read a statistics file beside each checkpoint) get
+  ``weight: alpha`` on the text-only model and ``1 - alpha`` on the multimodal one; the task-arithmetic family
+  takes its deltas from the shared initial checkpoint (``base``);
 - methods with a shared ``t`` (slerp, nearswap) use the multimodal model as base and ``t: alpha``.
 
 :class:`MergeSpec` writes the same merge as a mergekit YAML configuration (for ``mergekit-yaml`` and
@@ -31,14 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import BabymergeError
 from ..formats.checkpoint import check_same_shapes, read_state, shapes
 from ..merging.checks import ModelInputs, check_finite, check_same_architecture, read_model
-from ..merging.fisher import beside as fisher_statistics
 from ..merging.parents import check_parents
+from ..merging.statistics import FISHER, GRAM, Statistics
 
 TEXT, MULTIMODAL, BASE = "text", "multimodal", "base"
 DTYPE = "float32"
 RANDOMISED = {"dare_ties", "dare_linear", "della", "della_linear"}  # methods that draw random masks
-# methods that read a statistics file per checkpoint: method -> (its per-model parameter, the file of a folder)
-STATISTICS = {"fisher": ("fisher", fisher_statistics)}
+# methods that read a statistics file beside each checkpoint (its parameter, suffix and the command writing it)
+STATISTICS: dict[str, Statistics] = {"fisher": FISHER, "regmean": GRAM}
 
 
 def method_or_error(name: str):
@@ -82,12 +83,12 @@ class MergeSpec(BaseModel):
         return not self.uses_t and self._method.spec.contract.base == BasePolicy.REQUIRED
 
     def statistics(self, folders: dict[str, Path]) -> dict[str, Path]:
-        """Per role, the statistics file the method reads beside each checkpoint (computed once per checkpoint,
-        e.g. by ``babymerge fisher``, and reused at every alpha); empty for other methods."""
-        param, place = STATISTICS.get(self.method, (None, None))
-        if param is None or param in self.parameters:
+        """Per role, the statistics file the method reads beside each checkpoint (computed once per checkpoint by
+        ``babymerge fisher`` / ``babymerge gram`` and reused at every alpha); empty for other methods."""
+        kind = STATISTICS.get(self.method)
+        if kind is None or kind.parameter in self.parameters:
             return {}
-        return {role: place(folder) for role, folder in folders.items()}
+        return {role: kind.beside(folder) for role, folder in folders.items()}
 
     def check(self) -> None:
         names = self._param_names
@@ -156,7 +157,7 @@ class MergeSpec(BaseModel):
                 params[key] = {TEXT: value, MULTIMODAL: value}
             files = self.statistics(folders or {})
             if files:
-                params[STATISTICS[self.method][0]] = {role: str(files[role]) for role in inputs}
+                params[STATISTICS[self.method].parameter] = {role: str(files[role]) for role in inputs}
             base = None
             if self.needs_base:
                 if BASE not in states:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.controls import CHANGED, SAME, control_of, image_task_of
 from ..io import atomic_file
-from .items import FIELD, SEED, interval_of, scaled
+from .items import FIELD, SEED, effect_of, interval_of, scaled, verdict_text
 from .store import PointKey
 from .tasks import chance_level, equal_words, is_image_task, limited_titles, title, words_label
 
@@ -31,7 +32,15 @@ def primary_metric(records: list[dict[str, Any]], task: str) -> str | None:
 
 
 def requested_tasks(records: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(r["task"] for r in records if r.get("alpha") is not None and "/" not in r["task"]))
+    """The tasks of the sweep's points; a no-image control is shown beside its image task, not as a task."""
+    names = list(dict.fromkeys(r["task"] for r in records if r.get("alpha") is not None and "/" not in r["task"]))
+    return [t for t in names if image_task_of(t) not in names]
+
+
+def controls_of(tasks: list[str], records: list[dict[str, Any]]) -> dict[str, str]:
+    """``{image task: its no-image control}`` for the controls some point of ``records`` scored."""
+    scored = {r["task"] for r in records if r.get("alpha") is not None}
+    return {t: c for t in tasks if (c := control_of(t)) in scored}
 
 
 INTERVAL_NOTE = (
@@ -53,11 +62,34 @@ def items_column(task: str) -> str:
     return f"{task} {FIELD}"
 
 
+def effect_column(task: str) -> str:
+    """The row key (and CSV column) of an image task's score minus its no-image control's, x100; ``_low`` and
+    ``_high`` columns hold its 95% paired interval, ``<task>_image_verdict`` the verdict in words."""
+    return f"{task}_image_minus_no_image"
+
+
+def image_verdict_column(task: str) -> str:
+    return f"{task}_image_verdict"
+
+
+def effect_key(task: str) -> str:
+    """The row key of the ``controls.ImageEffect`` itself (not written to the CSV)."""
+    return f"{task} image_effect"
+
+
+EFFECT_NOTE = (
+    "image minus no image: the image task's score minus its no-image control's (the black image's features in "
+    "place of each item's) on the same items, x100, with its 95% paired bootstrap interval: "
+    f'"{CHANGED}" when the interval excludes 0, else "{SAME}"; controls are scored at alpha 0 and 1 (the parents)'
+)
+
+
 def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Wide rows, one per (pair, method, alpha), with each task's primary score x100, its 95% interval x100
     (``<task>_low``, ``<task>_high``) where the store holds its items; and the task names."""
     tasks = requested_tasks(records)
-    metrics = {task: primary_metric(records, task) for task in tasks}
+    controls = controls_of(tasks, records)
+    metrics = {task: primary_metric(records, task) for task in [*tasks, *controls.values()]}
     rows: dict[tuple, dict[str, Any]] = {}
     ties: dict[tuple, float] = {}
     for r in records:
@@ -85,6 +117,16 @@ def point_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     for (point, task), value in ties.items():
         if point in rows:
             rows[point][ties_column(task)] = value
+    for row in rows.values():
+        for task, control in controls.items():
+            if row.get(items_column(task)) and row.get(items_column(control)):
+                effect = effect_of(task, row[items_column(task)], row[items_column(control)])
+                if effect is not None:
+                    row[effect_key(task)], row[image_verdict_column(task)] = effect, effect.verdict
+                    row[effect_column(task)] = 100 * effect.comparison.difference
+                    row[low_column(effect_column(task))], row[high_column(effect_column(task))] = scaled(
+                        effect.comparison
+                    )
     ordered = sorted(rows.values(), key=lambda x: (x["text_words"] or 0, x["pair"], x["method"], x["alpha"]))
     return tasks, ordered
 
@@ -130,6 +172,26 @@ def ties_notes(tasks: list[str], rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def columns(tasks: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """The table's score columns: each task, and after an image task whose control was scored, the control and
+    the image's effect (:func:`effect_column`)."""
+    out = []
+    for task in tasks:
+        out.append(task)
+        control = control_of(task)
+        if control is not None and any(row.get(control) is not None for row in rows):
+            out.append(control)
+            if any(effect_column(task) in row for row in rows):
+                out.append(effect_column(task))
+    return out
+
+
+def effect_cell(row: dict[str, Any], task: str) -> str:
+    """``+1.20 [+0.40, +2.00] the image changed the model's choices`` (x100), blank where no control was scored."""
+    effect = row.get(effect_key(task))
+    return "" if effect is None else verdict_text(effect.comparison, effect.verdict)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return ""
@@ -141,13 +203,22 @@ def _fmt(value: Any) -> str:
 def markdown_table(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> str:
     tasks, rows = point_rows(records)
     titles = limited_titles(records, titles)
-    labels = [f"{title(t, titles)} ({primary_metric(records, t)} x100)" for t in tasks]
-    lines = ["| pair | method | alpha | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(tasks)]
+    shown = columns(tasks, rows)
+    effects = {effect_column(t): t for t in tasks}
+    labels = [
+        f"{title(effects[c], titles)}: image minus no image (x100)"
+        if c in effects
+        else f"{title(c, titles)} ({primary_metric(records, c)} x100)"
+        for c in shown
+    ]
+    lines = ["| pair | method | alpha | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(shown)]
     for row in rows:
         cells = [row["pair"], row["method"], f"{row['alpha']:g}"]
-        cells += [score_cell(row, t) for t in tasks]
+        cells += [effect_cell(row, effects[c]) if c in effects else score_cell(row, c) for c in shown]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = interval_notes(tasks, rows) + ties_notes(tasks, rows)
+    scored = [c for c in shown if c not in effects]
+    notes = interval_notes(scored, rows) + ties_notes(scored, rows)
+    notes += [EFFECT_NOTE] if len(scored) < len(shown) else []
     return "\n".join(lines + [""] * bool(notes) + [f"- {note}" for note in notes]) + "\n"
 
 
@@ -163,10 +234,12 @@ def write_table(
     remarks = "".join(f"\n- selection rule: {line}" for line in selection_remarks(records))
     with atomic_file(md) as tmp:
         tmp.write_text(markdown_table(records, titles) + (remarks and remarks + "\n"), encoding="utf-8")
-    fields = ["pair", "method", "alpha", "text", "multimodal", "text_words", "multimodal_words", "limit", *tasks]
+    shown = columns(tasks, rows)
+    fields = ["pair", "method", "alpha", "text", "multimodal", "text_words", "multimodal_words", "limit", *shown]
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        fields += [c for t in tasks for c in (low_column(t), high_column(t)) if any(c in row for row in rows)]
-        fields += [ties_column(t) for t in tasks if any(ties_column(t) in row for row in rows)]
+        fields += [c for t in shown for c in (low_column(t), high_column(t)) if any(c in row for row in rows)]
+        fields += [image_verdict_column(t) for t in tasks if effect_column(t) in shown]
+        fields += [ties_column(t) for t in shown if any(ties_column(t) in row for row in rows)]
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

@@ -17,17 +17,19 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import BabymergeError
+from ..evaluation.controls import with_controls
+from ..evaluation.stock_llava import is_stock_llava
 from ..merging.llava_text import is_text_lm_folder
 from .checkpoints import Checkpoint, aligned_pairs, find_checkpoints
 from .config import SweepConfig
-from .evaluate import TaskScorer, babyllava_scorer
+from .evaluate import TaskScorer, babyllava_scorer, check_raw_images
 from .grid import Keys, Pair, my_points, pair_id
 from .items import FIELD
-from .merge import BASE, MULTIMODAL, TEXT, MergeSpec, read_checked
+from .merge import BASE, MULTIMODAL, STATISTICS, TEXT, MergeSpec, read_checked
 from .selection import best_checkpoint, selection_remarks
 from .slot import ModelSlot
 from .store import PointKey, ResultStore, result_records, shard
-from .tasks import is_image_task, title
+from .tasks import is_image_task, point_tasks, title
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Sweep:
         self._pairs: list[Pair] | None = None
         self.recomputed = 0  # results present in the store for another set of inputs, scored again
         self.wait_check: Callable[[], None] | None = None  # run while waiting for other ranks; raises to stop
-        tasks = list(dict.fromkeys(config.tasks + self._selection_tasks()))
+        tasks = list(dict.fromkeys(with_controls(config.tasks) + self._selection_tasks()))  # controls: tasks.py
         if share_from is not None:
             self.slot, self.scorer = share_from.slot, share_from.scorer
             if missing := sorted(set(tasks) - set(self.scorer.tasks)):
@@ -70,11 +72,14 @@ class Sweep:
 
     # -- set-up ---------------------------------------------------------------------------------------------
     def _check_features(self) -> None:
-        """Image tasks (Winoground, caption matching) need a feature file: refused before anything is scored."""
+        """Image tasks (Winoground, caption matching) need a feature file (a stock LLaVA: raw images in the data
+        layout, ``evaluate.check_raw_images``): refused before anything is scored."""
         config = self.config
+        selection = self._selection_tasks()
+        if is_stock_llava(model := self.multimodals[-1].path):
+            return check_raw_images(model, config.tasks, selection, config.data_dir, config.features)
         if config.features is not None and Path(config.features).is_file():
             return
-        selection = self._selection_tasks()
         task = next((t for t in dict.fromkeys(selection + config.tasks) if is_image_task(t)), None)
         if task is None:
             return
@@ -109,10 +114,10 @@ class Sweep:
                 raise BabymergeError(f"method {spec.method!r} needs the shared initial checkpoint: set base (--base)")
         folders = [c.path for c in self.texts + self.multimodals] + [config.base] * bool(config.base)
         read_checked(list(dict.fromkeys(folders)))
-        for spec in config.specs():  # a method's statistics files (Fisher's), for every checkpoint of both series
+        for spec in config.specs():  # a method's statistics files (Fisher's, RegMean's), for every checkpoint
             for path in spec.statistics({c.path: c.path for c in self.texts + self.multimodals}).values():
                 if not path.is_file():
-                    raise BabymergeError(f"{path}: no {spec.method} statistics file (`babymerge {spec.method} MODEL`)")
+                    raise BabymergeError(STATISTICS[spec.method].missing(path))
 
     @property
     def model(self) -> torch.nn.Module:
@@ -176,7 +181,8 @@ class Sweep:
 
     def grid_keys(self) -> set[PointKey]:
         """The key of every (point, task) of the grid."""
-        return {self.point_key(p, s, t) for p in self.pairs() for s in self.config.specs() for t in self.config.tasks}
+        specs, tasks = self.config.specs(), self.config.tasks
+        return {self.point_key(p, s, t) for p in self.pairs() for s in specs for t in point_tasks(tasks, s.alpha)}
 
     def selection_keys(self) -> set[PointKey]:
         return {self.keys.checkpoint(role, c, task) for role, series, task in self._selected_series() for c in series}
@@ -261,7 +267,8 @@ class Sweep:
         """
         with self.store.sole_writer():
             mine = my_points(self.pairs(), self.config.specs())
-            keys = {self.point_key(p, s, t): i for i, (p, s) in enumerate(mine) for t in self.config.tasks}
+            tasks = self.config.tasks
+            keys = {self.point_key(p, s, t): i for i, (p, s) in enumerate(mine) for t in point_tasks(tasks, s.alpha)}
             todo: dict[int, list[str]] = {}
             for key in self.missing(list(keys)):
                 todo.setdefault(keys[key], []).append(key.task)

@@ -4,7 +4,8 @@ the tensors of the last few checkpoints read are kept in memory."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -24,19 +25,18 @@ def process_device(device: str) -> str:
 
 
 class ModelSlot:
-    """A babyllava model loaded from ``folder`` on ``device``, and the checkpoints merged into it.
-
-    Text-only LMs (``merging/llava_text.py``) are read under the names of a multimodal ``reference`` model.
+    """A babyllava or stock transformers LLaVA loaded from ``folder`` on ``device``, and the checkpoints merged
+    into it. Merges are made under the checkpoints' own tensor names; text-only LMs (``merging/llava_text.py``)
+    are read under the names of a multimodal ``reference`` model.
     """
 
     def __init__(self, folder: Path, device: str):
         from transformers import AutoTokenizer
 
-        from ..modeling import BabyLlavaForConditionalGeneration
-
         self.device = process_device(device)
-        self.model = BabyLlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+        self.model = load_model(folder)
         self.model.to(self.device).eval()
+        self.rename = checkpoint_names(self.model)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.state = lru_cache(maxsize=CACHED_CHECKPOINTS)(self._read_state)
         self._checked: set[tuple[Path, ...]] = set()
@@ -66,8 +66,55 @@ class ModelSlot:
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         """Copy ``state`` into the model (in place: the LM wrapper keeps its reference)."""
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise BabymergeError(
-                f"merged weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
-            )
+        load_weights(self.model, {self.rename(name): tensor for name, tensor in state.items()})
+
+
+def load_model(folder: Path) -> torch.nn.Module:
+    """The model a sweep scores, in float32: a stock transformers LLaVA as transformers loads it, else babyllava."""
+    from ..evaluation.stock_llava import is_stock_llava
+
+    if is_stock_llava(folder):
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    from ..modeling import BabyLlavaForConditionalGeneration
+
+    return BabyLlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+
+
+def checkpoint_names(model: torch.nn.Module) -> Callable[[str], str]:
+    """A checkpoint's tensor name -> ``model``'s own, by the renamings transformers applies when it loads the model
+    (a stock LLaVA is saved as ``language_model.model.*`` but holds ``model.language_model.*``); babyllava keeps
+    its names."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    from ..evaluation.stock_llava import is_stock_llava
+
+    if not is_stock_llava(model):
+        return str
+    conversions = get_model_conversion_mapping(model)
+    renamings = [c for c in conversions if isinstance(c, WeightRenaming)]
+    converters = [c for c in conversions if isinstance(c, WeightConverter)]
+    own = model.state_dict()
+
+    @cache
+    def rename(name: str) -> str:
+        renamed, converted = rename_source_key(name, renamings, converters, model.base_model_prefix, own)
+        if converted is not None:
+            raise BabymergeError(f"tensor {name}: transformers converts it when loading; the sweep needs it as saved")
+        return renamed
+
+    return rename
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy ``state`` into ``model`` in place; a tensor it lacks must be tied to one it holds (``lm_head``)."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {params[name].data_ptr() for name in state if name in params}
+    untied = [name for name in missing if name not in params or params[name].data_ptr() not in loaded]
+    if unexpected or untied:
+        name = (unexpected or untied)[0]
+        problem = "is not a tensor of" if unexpected else "is missing for"
+        raise BabymergeError(f"merged weights do not fit the model: tensor {name} {problem} the {type(model).__name__}")

@@ -1,5 +1,5 @@
-"""``babymerge sweep`` end to end: run (or resume) the grid, then write the table, the plots and, on request,
-full merged folders through mergekit."""
+"""``babymerge sweep`` end to end: run (or resume) the grid, then write the table, the plots and, on request, the
+pairs' diagnostics (``diagnose/sweep.py``) and full merged folders through mergekit."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..diagnose.sweep import check_held_out, write_diagnostics
 from ..errors import BabymergeError
 from ..features.store import RANDOM_BACKBONE_WARNING
 from ..io import atomic_dir
@@ -38,6 +39,7 @@ def sweep_and_report(
 ) -> SweepOutcome:
     """Run this process's share of the sweep; rank 0 then waits for the rest and writes the report."""
     out_dir = Path(out_dir)
+    check_held_out(config)
     sweep = Sweep(config, progress=progress)
     sweep.run()
     if int(os.environ.get("RANK", 0)) != 0:
@@ -45,6 +47,7 @@ def sweep_and_report(
     records = wait_for_points(sweep)
     note = RANDOM_BACKBONE_WARNING if sweep.random_backbone else ""
     files = write_report(records, out_dir, note=note)
+    files += write_diagnostics(config, sweep.pairs(), records, out_dir, progress)
     if materialize:
         files += materialize_merges(sweep, records, materialize, out_dir / "merged")
     return SweepOutcome(records, markdown_table(records), files, note)

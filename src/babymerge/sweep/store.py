@@ -24,7 +24,9 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -91,12 +93,23 @@ def record_key(record: dict[str, Any]) -> tuple[PointKey, str]:
     return PointKey.of(record), record["metric"]
 
 
+@dataclass
+class _KeysRead:
+    """What :meth:`ResultStore.keys` has read of a store file: its keys up to ``offset``, ending in ``tail``."""
+
+    ident: tuple[int, int] | None = None  # (device, inode) of the file read
+    offset: int = 0
+    tail: bytes = b""
+    keys: set[tuple[PointKey, str]] = field(default_factory=set)
+
+
 class ResultStore:
     """Results of a sweep in ``path`` (JSONL), shared by every process that writes to it."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._read = _KeysRead()  # the keys of the lines read so far, and where reading stopped
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -108,10 +121,10 @@ class ResultStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    @property
+    @cached_property
     def items_store(self) -> ResultStore:
         """The sidecar store of per-document items: ``results.items.jsonl`` beside ``results.jsonl``."""
-        return ResultStore(self.path.with_name(f"{self.path.stem}.items{self.path.suffix}"))
+        return type(self)(self.path.with_name(f"{self.path.stem}.items{self.path.suffix}"))
 
     def records(self, with_items: bool = False) -> list[dict[str, Any]]:
         """Every complete record, first occurrence of each key only, in file order; ``with_items``: each record
@@ -138,7 +151,33 @@ class ResultStore:
         return out
 
     def keys(self) -> set[tuple[PointKey, str]]:
-        return {record_key(r) for r in self.records()}
+        """Every stored key. Each line is parsed once per store object: a later call reads only what was appended
+        since (by any process); a file replaced or rewritten under it is read again from the start."""
+        read = self._read
+        try:
+            with open(self.path, "rb") as handle:
+                ident = os.fstat(handle.fileno())
+                if (ident.st_dev, ident.st_ino) != read.ident or ident.st_size < read.offset:
+                    read = self._read = _KeysRead((ident.st_dev, ident.st_ino))
+                handle.seek(read.offset - len(read.tail))
+                chunk = handle.read()
+        except FileNotFoundError:
+            self._read = _KeysRead()
+            return set()
+        if not chunk.startswith(read.tail):  # rewritten in place: start again
+            self._read = _KeysRead()
+            return self.keys()
+        chunk = chunk[len(read.tail) :]
+        end = chunk.rfind(b"\n") + 1  # an unfinished last line is read when a writer has closed it
+        for line in chunk[:end].splitlines():
+            try:
+                read.keys.add(record_key(json.loads(line)))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+                continue
+        if end:
+            read.offset += end
+            read.tail = chunk[max(end - 64, 0) : end]
+        return set(read.keys)
 
     def done(self) -> set[PointKey]:
         """The point key of every result present."""

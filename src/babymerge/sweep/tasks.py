@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+from ..evaluation.controls import image_task_of, with_controls
+
 # Names people use for the BabyLM tasks (titles of tables and plots); patterns over lm-eval task names.
 TITLES = {
     "babylm_blimp_supplement_fast": "BLiMP supplement (fast)",
@@ -36,7 +38,18 @@ IMAGE_TASKS = ("babylm_caption_matching*", "babylm_winoground*")
 
 
 def title(task: str, titles: dict[str, str] | None = None) -> str:
-    return (titles or {}).get(task) or TITLES.get(task, task)
+    """A task's usual name; a no-image control's is its image task's, ``, no image`` added."""
+    if (titles or {}).get(task):
+        return titles[task]  # type: ignore[index]
+    if (image_task := image_task_of(task)) is not None:
+        return f"{title(image_task, titles)}, no image"
+    return TITLES.get(task, task)
+
+
+def point_tasks(tasks: list[str], alpha: float | None) -> list[str]:
+    """The tasks scored at a sweep point: ``tasks``, and at alpha 0 and 1 (the parents) each image task's
+    no-image control (``evaluation.controls``); merges skip the controls (they would double an image task's cost)."""
+    return with_controls(tasks) if alpha in (0.0, 1.0) else list(tasks)
 
 
 def limited_titles(records: list[dict[str, Any]], titles: dict[str, str] | None = None) -> dict[str, str]:

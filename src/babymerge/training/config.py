@@ -58,6 +58,9 @@ class TrainConfig(BaseModel):
         1_000_000, ge=1, description="words per unit of the BabyLM milestones (1..10, 20..100, 200..1000 units)"
     )
     save_final: bool = Field(True, description="writing checkpoints/final when training ends")
+    reset_words: bool = Field(
+        False, description="count words seen from 0, not on from the init checkpoint's own words seen"
+    )
     resume: bool = Field(True, description="resuming a run found in OUT (--no-resume: the older spelling of --restart)")
     restart: bool = Field(False, description="start afresh: a run found in OUT is first moved aside to OUT.old-N")
     allow_changes: bool = Field(

@@ -10,6 +10,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from ..errors import BabymergeError
 from ..io import atomic_dir
 from .tokenizer import set_image_template
 
@@ -31,6 +32,24 @@ def milestone_name(words: int) -> str:
         if words >= size and words % size == 0:
             return f"{words // size}{suffix}"
     return str(words)
+
+
+def init_words_seen(init: Path) -> int:
+    """Words seen by the checkpoint a run starts from: its ``babymerge_training.json`` (written by ``babymerge
+    train``), 0 for a folder without one (``babymerge init``)."""
+    meta = Path(init) / META_FILE
+    if not meta.is_file():
+        return 0
+    try:
+        words = json.loads(meta.read_text()).get("words_seen")
+    except (OSError, ValueError, AttributeError):
+        words = None
+    if type(words) is not int or words < 0:
+        raise BabymergeError(
+            f"{meta}: words_seen: expected a whole number of words >= 0, found {words!r}; "
+            "fix the file, or --reset-words to count from 0"
+        )
+    return words
 
 
 def write_checkpoint(model, tokenizer, path: Path, meta: dict, state_dict: dict | None = None) -> None:
@@ -86,22 +105,28 @@ class WordCountingTrainer(Trainer):
 
 
 class MilestoneCallback(TrainerCallback, ExportableState):
-    """Counts words seen, writes ``checkpoints/<name>`` at each milestone (and a Trainer checkpoint with it),
-    and appends every logged loss to ``loss.jsonl``."""
+    """Counts words seen from ``init_words_seen`` on (the init checkpoint's own count), writes
+    ``checkpoints/<name>`` at each milestone above it (and a Trainer checkpoint with it), and appends every
+    logged loss to ``loss.jsonl``."""
 
-    def __init__(self, out: Path | None = None, unit: int = 1_000_000, tokenizer=None, trainer=None, info=None):
+    def __init__(
+        self, out: Path | None = None, unit: int = 1_000_000, tokenizer=None, trainer=None, info=None, init_words=0
+    ):
         self.out, self.unit, self.tokenizer, self.trainer = out, unit, tokenizer, trainer
         self.info = info or {}
-        self.words_seen = 0
+        self.init_words_seen = self.words_seen = init_words
 
     def state(self) -> dict:
-        return {"args": {"unit": self.unit}, "attributes": {"words_seen": self.words_seen}}
+        attributes = {"words_seen": self.words_seen, "init_words_seen": self.init_words_seen}
+        return {"args": {"unit": self.unit}, "attributes": attributes}
 
     def restore(self, checkpoint: Path, *, trim_log: bool = True) -> None:
-        """Take words seen from a Trainer checkpoint and (``trim_log``) drop loss-log lines written after it."""
+        """Take words seen (and the count the run started from: 0 in checkpoints that predate it) from a Trainer
+        checkpoint and (``trim_log``) drop loss-log lines written after it."""
         state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-        saved = state.get("stateful_callbacks", {}).get(type(self).__name__, {})
-        self.words_seen = int(saved.get("attributes", {}).get("words_seen", 0))
+        saved = state.get("stateful_callbacks", {}).get(type(self).__name__, {}).get("attributes", {})
+        self.words_seen = int(saved.get("words_seen", 0))
+        self.init_words_seen = int(saved.get("init_words_seen", 0))
         log = self.out / "loss.jsonl"
         if trim_log and log.is_file():
             lines = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= state["global_step"]]
@@ -127,7 +152,8 @@ class MilestoneCallback(TrainerCallback, ExportableState):
     def save(self, path: Path, state, milestone: int | None) -> None:
         state_dict = self.trainer.full_state_dict()
         if state.is_world_process_zero:
-            meta = {"words_seen": self.words_seen, "milestone": milestone, "global_step": state.global_step}
+            meta = {"words_seen": self.words_seen, "init_words_seen": self.init_words_seen, "milestone": milestone}
+            meta |= {"global_step": state.global_step}
             meta |= {"epoch": state.epoch, **self.info}
             model = self.trainer.accelerator.unwrap_model(self.trainer.model)
             write_checkpoint(model, self.tokenizer, path, meta, state_dict)

@@ -21,7 +21,7 @@ from ..io import atomic_file
 from ..modeling import BabyLlavaForConditionalGeneration
 from .config import TrainConfig
 from .data import build_dataset
-from .milestones import META_FILE, MilestoneCallback, WordCountingTrainer
+from .milestones import META_FILE, MilestoneCallback, WordCountingTrainer, init_words_seen
 from .throughput import ThroughputCallback, flops_per_token
 
 logger = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     out = config.out
     set_seed(config.seed)
     model, tokenizer = load_init(config.init)
+    start_words = 0 if config.reset_words else init_words_seen(config.init)
     check_features(config, model.config)
     black = model.model.black_image_features.detach().clone()
     dataset, collator = build_dataset(config, tokenizer, model.config.num_image_tokens, black)
@@ -248,7 +249,7 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
         model = apply_lora(model, config)
     args = training_arguments(config)
     info = {"mode": config.mode, "seed": config.seed, "init": str(config.init.resolve()), "lora": config.lora}
-    milestone = MilestoneCallback(out, config.milestone_unit, tokenizer, info=info)
+    milestone = MilestoneCallback(out, config.milestone_unit, tokenizer, info=info, init_words=start_words)
     throughput = ThroughputCallback(out, flops_per_token(model, config.max_length)["total"])
     trainer = WordCountingTrainer(
         model=model,
@@ -273,6 +274,8 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     if resume is not None:
         milestone.restore(Path(resume), trim_log=trainer.is_world_process_zero())
     logger.info("training on %d rows (%d words per epoch)", len(dataset), dataset.num_words)
+    if resume is None and start_words:
+        logger.info("words seen count on from %d, the words seen of %s", start_words, config.init)
     trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     if config.save_final:
         milestone.save(out / "checkpoints" / "final", trainer.state, None)

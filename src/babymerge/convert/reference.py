@@ -9,7 +9,7 @@ directly, so nothing is re-initialised: every shared tensor is copied bit for bi
 place for the black image's features, so they travel beside it as ``black_image.safetensors`` (a
 ``FeatureFile`` with no images).
 
-The ``babyllava`` model type must be registered, which importing ``babymerge.modeling`` does. Functions raise
+The ``babyllava`` model type is registered by importing ``babymerge.modeling`` (done here). Functions raise
 ``BabymergeError`` (``BadValueError``, a ``ValueError`` too, for the conversion's own checks) with one line
 naming the tensor or file.
 """
@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM, Dinov2Config, LlavaConfig
 
+from .. import modeling  # noqa: F401  (registers babyllava with transformers' Auto classes)
 from ..errors import BadValueError
 from ..features.store import FeatureFile
 from ..formats.checkpoint import check_same_shapes, read_state, shapes
