@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=HERE / "real_data_study.yaml")
     parser.add_argument("--seed-words", type=int, default=250_000, help="the seed pre-training arm's shared words")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument(
+        "--report-only", action="store_true", help="only write arms.md/csv from the arms' finished diagnose folders"
+    )
     args = parser.parse_args()
     out, shared = args.out.resolve(), args.shared.resolve()
     build_layout([shared], out / "evaluation_data")  # `babymerge data --build`'s function
@@ -122,10 +125,11 @@ def main() -> None:
             images_captions=shared / "flickr8k_1k" / "captions.txt",
             seed_words=args.seed_words if arm == "seed_pretraining" else None,
         )
-        outcome = run_demo(config)
-        print(f"## {arm}\n\n{outcome['table']}\n\n{outcome['equal_words']}")
-        print("\n".join(outcome["remarks"]))
-        seconds[f"{arm}_demo"] = round(time.perf_counter() - began, 1)
+        if not args.report_only:
+            outcome = run_demo(config)
+            print(f"## {arm}\n\n{outcome['table']}\n\n{outcome['equal_words']}")
+            print("\n".join(outcome["remarks"]))
+            seconds[f"{arm}_demo"] = round(time.perf_counter() - began, 1)
         began = time.perf_counter()
         for seed in config.seeds or [config.seed]:
             seed_dir = config.out / f"seed-{seed}" if config.seeds else config.out
@@ -134,7 +138,9 @@ def main() -> None:
             rows.append({"arm": arm, "seed": seed, **diagnose_pair(seed_dir, base, text, config.out, config.threads)})
         seconds[f"{arm}_diagnose"] = round(time.perf_counter() - began, 1)
     print(write_arms(out, rows).read_text())
-    with atomic_file(out / "study_seconds.json") as tmp:
+    if args.report_only:
+        return
+    with atomic_file(out / f"study_seconds_{'_'.join(args.arms)}.json") as tmp:
         tmp.write_text(json.dumps(seconds, indent=1) + "\n", encoding="utf-8")
     print("seconds:", seconds)
 

@@ -30,11 +30,11 @@ def stock_pair(tmp_path_factory) -> tuple[Path, Path, Path]:
     return llava, save_text_lm(root / "llama", tokenizer, "llama", seed=6), data
 
 
-def sweep(text: Path, llava: Path, data: Path, out: Path):
+def sweep(text: Path, llava: Path, data: Path, out: Path, *extra: str):
     import subprocess
 
     args = ["sweep", "--text", text, "--multimodal", llava, "--methods", "linear", "--alphas", "0,0.5,1"]
-    args += ["--tasks", ",".join(TASKS), "--data-dir", data, "--out", out, "--no-progress"]
+    args += ["--tasks", ",".join(TASKS), "--data-dir", data, "--out", out, "--no-progress", *extra]
     return subprocess.run([*CLI, *map(str, args)], env=offline_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -85,7 +85,7 @@ def text_lm_blimp(text: Path, data: Path) -> list[float]:
 
 def test_stock_sweep_resumes_and_its_ends_are_the_parents(stock_pair, tmp_path):
     llava, text, data = stock_pair
-    first = sweep(text, llava, data, tmp_path / "out")
+    first = sweep(text, llava, data, tmp_path / "out", "--materialize", "linear:0.5")
     assert first.returncode == 0, first.stderr[-2000:]
     assert (tmp_path / "out" / "plots" / "babylm_caption_matching_vs_alpha.png").is_file()
     lines = (tmp_path / "out" / "results.jsonl").read_text()
@@ -104,6 +104,18 @@ def test_stock_sweep_resumes_and_its_ends_are_the_parents(stock_pair, tmp_path):
     assert items(at_one) == expected and at_one["value"] == pytest.approx(sum(expected) / len(expected))
     assert 0 < sum(expected) < len(expected)  # the items can tell the parents apart
     assert items(at_one) != items(records[(0.0, "babylm_blimp_fast", "acc")])
+
+    from babymerge.sweep.merge import MergeSpec
+    from babymerge.sweep.run import Sweep, SweepConfig
+
+    config = SweepConfig(text=text, multimodal=llava, methods=["linear"], data_dir=data, store=tmp_path / "r.jsonl")
+    run = Sweep(config, progress=False)
+    scored = run.merged_state(run.pairs()[0], MergeSpec(method="linear", alpha=0.5))
+    (folder,) = (tmp_path / "out" / "merged").iterdir()  # --materialize: the LLaVA that was scored, whole
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlavaForConditionalGeneration"]
+    written = weights(folder)
+    assert written.keys() == scored.keys()
+    assert all(torch.equal(written[name], tensor) for name, tensor in scored.items())
 
 
 def test_a_changed_raw_image_rescores_only_the_image_task(stock_pair, tmp_path):
@@ -170,7 +182,8 @@ def test_each_merge_keeps_its_own_pairs_vision_tower_and_projector(pairing, stoc
     pairs = run.pairs()
     assert [m.name for _, m in pairs] == (["1M", "2M"] if pairing == "aligned" else ["1M"])
     first, last = weights(mm / "checkpoints" / "1M"), weights(mm / "checkpoints" / "2M")
-    assert all(not torch.equal(first[n], last[n]) for n in first if n.startswith(OWN) and n.endswith("weight"))
+    differ = {n.split(".")[0] for n in first if n.startswith(OWN) and not torch.equal(first[n], last[n])}
+    assert differ == {"vision_tower", "multi_modal_projector"}  # taking them from the other checkpoint would show
     for text_ckpt, mm_ckpt in pairs:
         merged = run.merged_state((text_ckpt, mm_ckpt), MergeSpec(method="linear", alpha=0.4))
         own, lm = weights(mm_ckpt.path), weights(text_ckpt.path)
@@ -186,3 +199,33 @@ def test_each_merge_keeps_its_own_pairs_vision_tower_and_projector(pairing, stoc
         for name in own:
             if name.startswith(OWN):
                 assert torch.equal(loaded[f"model.{name}"], own[name]), (mm_ckpt.name, name)
+
+
+def test_the_readmes_stock_llava_loop_runs(stock_pair, tmp_path):
+    """README "Stock LLaVA": its commands as written, on the tiny pair and data, from a folder laid out as it says."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Stock LLaVA") :]
+    script = section[section.index("```bash\n") + 8 : section.index("```\n", section.index("```bash\n") + 8)]
+    llava, text, data = stock_pair
+    shutil.copytree(llava, tmp_path / "ckpt" / "llava")
+    shutil.copytree(text, tmp_path / "ckpt" / "llama")
+    shutil.copytree(data, tmp_path / "evaluation_data")
+    (tmp_path / "merge_recipes").symlink_to(REPO / "merge_recipes")
+    env = offline_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(re.findall(r"^(mergekit-yaml|babymerge) ", script, re.M)) == 4  # merge, eval, sweep, push
+    assert (tmp_path / "sweeps" / "llava-llama" / "sweep_table.md").is_file()
+    card = done.stdout[done.stdout.index("---\nbase_model:") :]  # push prints the card last
+    assert card.startswith("---\nbase_model:\n- llava-org/llava-model\n- llama-org/llama-model\n")
+    assert "base_model_relation: merge" in card and "| babylm_caption_matching | acc |" in card  # saved results

@@ -7,7 +7,9 @@ convention for merges (``base_model`` = the parents' Hub ids, ``base_model_relat
 folders are named by their Hub id (``--parent KEY=owner/name``) or, failing that, by a short name that tells
 them apart (``text/final``, ``multimodal/final``), so no local absolute path reaches the card or the recipe
 that is uploaded. The recipe is shown and uploaded as its YAML content (its comments, written for the local
-recipe, stay behind). A checkpoint whose image features came from a random backbone says so.
+recipe, stay behind). A checkpoint whose image features came from a random backbone says so. What the card
+says the model is, and its usage snippet, follow ``config.json``'s ``model_type``: babyllava, a stock LLaVA or a
+causal LM.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class MergeSummary:
     recipe: str  # the YAML content, without the recipe file's comments
     results: dict[str, dict[str, float]] = field(default_factory=dict)
     vision_backbone: str | None = None  # config.json's ``vision_backbone`` (the features' backbone)
+    model_type: str = "babyllava"  # config.json's: babyllava, llava (a stock LLaVA) or a causal LM's (llama, ...)
 
     @property
     def random_backbone(self) -> bool:
@@ -109,15 +112,26 @@ def read_summary(out_dir: str | Path, results_file: str | Path | None = None) ->
     results_path = Path(results_file) if results_file else out_dir / RESULTS_FILE
     results = read_results(results_path) if (results_file or results_path.is_file()) else {}
     content = yaml.safe_dump(data, sort_keys=False, width=1 << 16)
-    return MergeSummary(data["merge_method"], parents, base, parameters, content, results, _backbone(out_dir))
+    config = _config(out_dir)
+    backbone, model_type = config.get("vision_backbone"), config.get("model_type")
+    return MergeSummary(
+        data["merge_method"],
+        parents,
+        base,
+        parameters,
+        content,
+        results,
+        backbone if isinstance(backbone, str) else None,
+        model_type if isinstance(model_type, str) else "babyllava",
+    )
 
 
-def _backbone(out_dir: Path) -> str | None:
+def _config(out_dir: Path) -> dict[str, Any]:
     try:
-        backbone = json.loads((out_dir / "config.json").read_text()).get("vision_backbone")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return backbone if isinstance(backbone, str) else None
+        config = json.loads((out_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def read_results(path: Path) -> dict[str, dict[str, float]]:
@@ -140,6 +154,12 @@ def read_results(path: Path) -> dict[str, dict[str, float]]:
     for metric in metrics(data):
         out.setdefault(metric.task, {})[metric.name] = metric.value
     return out
+
+
+def is_hub_id(parent: str) -> bool:
+    """Whether a recipe's model reference is a Hub id: ``owner/name`` that is not a local folder (a recipe may
+    name ``ckpt/llava`` relative to where ``mergekit-yaml`` ran, the folder ``babymerge push`` runs in)."""
+    return bool(REPO_ID.match(parent)) and not Path(parent).is_dir()
 
 
 def local_names(paths: list[str]) -> dict[str, str]:
@@ -165,7 +185,7 @@ def parent_names(parents: list[str], hub_ids: dict[str, str] | None = None) -> d
     """How the card names each parent: its Hub id (a parent that is one already, or ``hub_ids[KEY]`` where KEY
     is the parent's path, the end of its path, or its name on the card), else its short name
     (:func:`local_names`). Every KEY in ``hub_ids`` must match exactly one parent."""
-    local = local_names([p for p in parents if not REPO_ID.match(p)])
+    local = local_names([p for p in parents if not is_hub_id(p)])
     names: dict[str, str] = {}
     for key, repo in dict(hub_ids or {}).items():
         if not REPO_ID.match(repo):
@@ -197,7 +217,52 @@ def public_recipe(recipe: str, names: dict[str, str]) -> str:
     return recipe
 
 
-def usage(repo_id: str) -> list[str]:
+MERGED_WITH = "merged with [mergekit](https://github.com/arcee-ai/mergekit) and babymerge."
+
+
+def describe(model_type: str) -> tuple[str, str, str]:
+    """What the card says the merged model is: its opening sentence, the Hub pipeline tag and a tag of its kind."""
+    if model_type == "babyllava":
+        return f"A babyllava checkpoint {MERGED_WITH}", "text-generation", "babyllava"
+    if model_type == "llava":
+        return f"A transformers LLaVA (`LlavaForConditionalGeneration`) {MERGED_WITH}", "image-text-to-text", "llava"
+    return f"A causal language model (`{model_type}`) {MERGED_WITH}", "text-generation", model_type
+
+
+def usage(repo_id: str, model_type: str = "babyllava") -> list[str]:
+    if model_type == "llava":
+        return [
+            "## Usage",
+            "",
+            "```python",
+            "from PIL import Image",
+            "from transformers import AutoModelForImageTextToText, AutoProcessor",
+            "",
+            f'model = AutoModelForImageTextToText.from_pretrained("{repo_id}").eval()',
+            f'processor = AutoProcessor.from_pretrained("{repo_id}")',
+            'image = Image.open("cat.jpg").convert("RGB")',
+            'inputs = processor(text=processor.image_token + "A cat sees a ball.", images=image, return_tensors="pt")',
+            "logits = model(**inputs).logits",
+            "```",
+            "",
+            "Evaluate with lm-eval once babymerge is installed (`pip install babymerge`; image tasks read raw images",
+            "from the evaluation data folder):",
+            f"`lm_eval --model babyllava --model_args pretrained={repo_id} --tasks babylm_text_fast`.",
+            "",
+        ]
+    if model_type != "babyllava":
+        return [
+            "## Usage",
+            "",
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'model = AutoModelForCausalLM.from_pretrained("{repo_id}").eval()',
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+            'logits = model(**tokenizer("The cat sees the ball.", return_tensors="pt")).logits',
+            "```",
+            "",
+        ]
     return [
         "## Usage",
         "",
@@ -240,13 +305,14 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
         for task, metrics in sorted(summary.results.items())
         for metric, value in sorted(metrics.items())
     ]
-    local = local_names([p for p in summary.parents if not REPO_ID.match(p)])
+    local = local_names([p for p in summary.parents if not is_hub_id(p)])
+    opening, pipeline_tag, kind = describe(summary.model_type)
     hub_parents = [names[p] for p in summary.parents if names[p] != local.get(p)]  # Hub ids, given or named so
     data = ModelCardData(
         library_name="transformers",
-        pipeline_tag="text-generation",
+        pipeline_tag=pipeline_tag,
         license=license,
-        tags=["merge", "mergekit", "babyllava", "babylm", summary.method],
+        tags=["merge", "mergekit", kind, "babylm", summary.method],
         base_model=hub_parents or None,
         base_model_relation="merge" if hub_parents else None,
         model_name=repo_id,
@@ -255,7 +321,7 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
     lines = [
         f"# {repo_id.split('/')[-1]}",
         "",
-        "A babyllava checkpoint merged with [mergekit](https://github.com/arcee-ai/mergekit) and babymerge.",
+        opening,
         "",
         "## Parents",
         "",
@@ -288,5 +354,5 @@ def build_card(summary: MergeSummary, repo_id: str, *, names: dict[str, str] | N
             for metric, value in sorted(metrics.items())
         ]
         lines.append("")
-    lines += usage(repo_id)
+    lines += usage(repo_id, summary.model_type)
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines))
