@@ -79,7 +79,8 @@ def effect_key(task: str) -> str:
 
 EFFECT_NOTE = (
     "image minus no image: the image task's score minus its no-image control's (babyllava: the black image's "
-    "features in place of each item's; a stock LLaVA: no image) on the same items, x100, with its 95% paired bootstrap interval: "
+    "features in place of each item's; a stock LLaVA: no image) on the same items, x100, with its 95% paired "
+    "bootstrap interval: "
     f'"{CHANGED}" when the interval excludes 0, else "{SAME}"; controls are scored at alpha 0 and 1 (the parents)'
 )
 
