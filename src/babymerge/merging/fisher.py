@@ -148,11 +148,8 @@ def fisher_merge(
     if not first.is_floating_point():
         return first
     name = group.metadata.name or ""
-    weights = [float(weight[entry.id]) for entry in group.entries]
-    if sum(weights) <= 0:
-        raise BabymergeError(f"fisher: weights {weights} must sum to more than 0")
-    paths = [FISHER.path_of(entry.id, fisher[entry.id]) for entry in group.entries]
-    handles = [FISHER.open(path) for path in paths]  # every parent's file is checked at the first tensor
+    weights, paths = FISHER.weighted_inputs("fisher", group, fisher, weight)
+    handles = [FISHER.open(path) for path in paths]  # cached: opened once per file
     present = [name in names for _, names in handles]
     if not any(present):
         fishers = [torch.ones_like(first, dtype=torch.float64)] * len(tensors)  # the weighted average

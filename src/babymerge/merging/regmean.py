@@ -79,12 +79,7 @@ def regmean_merge(
     if not first.is_floating_point():
         return first
     name = group.metadata.name or ""
-    shares = [float(weight[entry.id]) for entry in group.entries]
-    if sum(shares) <= 0:
-        raise BabymergeError(f"regmean: weights {shares} must sum to more than 0")
-    paths = [GRAM.path_of(entry.id, gram[entry.id]) for entry in group.entries]
-    for path in paths:  # every parent's file is checked at the first tensor
-        GRAM.open(path)
+    shares, paths = GRAM.weighted_inputs("regmean", group, gram, weight)
     if first.dim() == 2:
         grams = [gram_for(path, name) for path in paths]
         if all(g is not None for g in grams):

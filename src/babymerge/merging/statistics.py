@@ -65,6 +65,17 @@ class Statistics(NamedTuple):
         write = fisher_file if self == FISHER else gram_file
         return [write(folder, **sample) for folder in dict.fromkeys(folders) if not self.beside(folder).exists()]
 
+    def weighted_inputs(self, method: str, group, files, weight) -> tuple[list[float], list[str]]:
+        """One tensor group's per-model weights (refused unless they sum above 0) and statistics files, each
+        opened, and so checked, at the group's first tensor."""
+        weights = [float(weight[entry.id]) for entry in group.entries]
+        if sum(weights) <= 0:
+            raise BabymergeError(f"{method}: weights {weights} must sum to more than 0")
+        paths = [self.path_of(entry.id, files[entry.id]) for entry in group.entries]
+        for path in paths:
+            self.open(path)
+        return weights, paths
+
     def open(self, path: str):
         """An open safetensors handle on ``path`` and its tensor names, cached while the file is unchanged (a
         merge opens each parent's file once; a rewritten file is opened again), or a one-line error."""
