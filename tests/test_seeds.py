@@ -15,7 +15,7 @@ from scipy import stats
 
 from babymerge.sweep.fingerprint import checkpoint_fingerprint
 from babymerge.sweep.items import encode
-from babymerge.sweep.seeds import pooled_comparison, pooled_items, select_by_mean
+from babymerge.sweep.seeds import pooled_comparison, pooled_items, seed_verdict, select_by_mean
 from babymerge.sweep.store import PointKey, ResultStore
 
 QUICK = ["--quick", "--no-progress", "--epochs", "1", "--batch-size", "8"]  # small steps: totals to ~2%
@@ -84,8 +84,11 @@ def test_seed_cells_are_means_of_the_stores_with_a_t_interval(demos):
         assert float(row["mean"]) == pytest.approx(statistics.fmean(mine))
         assert float(row["min"]) == pytest.approx(min(mine)) and float(row["max"]) == pytest.approx(max(mine))
         half = stats.t.ppf(0.975, 1) * statistics.stdev(mine) / math.sqrt(2)  # the t-interval, computed here
-        assert float(row["seed_low"]) == pytest.approx(statistics.fmean(mine) - half)
-        assert float(row["seed_high"]) == pytest.approx(statistics.fmean(mine) + half)
+        if half == 0:  # the seeds agree: no interval
+            assert row["seed_low"] == row["seed_high"] == "nan"
+        else:
+            assert float(row["seed_low"]) == pytest.approx(statistics.fmean(mine) - half)
+            assert float(row["seed_high"]) == pytest.approx(statistics.fmean(mine) + half)
         assert float(row["item_low"]) <= float(row["mean"]) + 1e-9 <= float(row["item_high"]) + 2e-9
     equal = rows(demos["seeds"] / "seeds" / "seeds_equal_words.csv")
     for row in (r for r in equal if r["side"] == "difference"):
@@ -167,6 +170,13 @@ def test_the_pooled_paired_verdict():
     mixed = [strong[0], encode([float(i % 10 == 0) for i in range(200)]), weak[0]]
     pooled = pooled_comparison(mixed, weak)
     assert pooled.difference == pytest.approx(0) and pooled.verdict == "not distinguishable"
+
+
+def test_the_seed_verdict_needs_a_spread():
+    assert seed_verdict([2.0, 3.0, 2.5]) == "ahead"
+    assert seed_verdict([-2.0, -3.0, -2.5]) == "behind"
+    assert seed_verdict([2.0, -3.0, 2.5]) == "not distinguishable"
+    assert seed_verdict([1.25, 1.25]) == "no spread over seeds"  # not "ahead" from a zero-width interval
 
 
 def test_selection_by_mean_over_seeds():

@@ -96,3 +96,5 @@ def test_seed_interval_is_the_t_interval_over_seeds():
     assert result.score == pytest.approx(np.mean(values))
     assert (result.low, result.high) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
     assert np.isnan(seed_interval([60.0]).low)
+    agreeing = seed_interval([1.25, 1.25, 1.25])  # no spread: no interval, not a zero-width one
+    assert agreeing.score == pytest.approx(1.25) and np.isnan(agreeing.low) and np.isnan(agreeing.high)

@@ -210,10 +210,11 @@ def _spearman_interval(items: Sequence[Any], level: float, resamples: int, seed:
 
 
 def seed_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
-    """Mean over training seeds with a t-interval (nan bounds for fewer than two seeds)."""
+    """Mean over training seeds with a t-interval. Nan bounds for fewer than two seeds, and for seeds that all
+    agree (sd 0): a zero-width interval would claim certainty that a few seeds cannot give."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
-    if len(values) < 2:
+    if len(values) < 2 or float(values.std(ddof=1)) == 0.0:
         return Interval(mean, float("nan"), float("nan"), "t over seeds")
     half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
     return Interval(mean, mean - half, mean + half, "t over seeds")

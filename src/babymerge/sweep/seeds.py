@@ -130,12 +130,19 @@ def equal_word_cells(stores: dict[int, Records]) -> list[dict[str, Any]]:
             out.append(common | {"side": side} | spread([r[key] for r in rows], payloads[side]))
         difference = common | {"side": "difference"} | spread([r["difference"] for r in rows])
         if len(rows) > 1:
-            difference["seed_verdict"] = verdict(difference["seed_low"], difference["seed_high"])
+            difference["seed_verdict"] = seed_verdict([r["difference"] for r in rows])
         found = pooled_comparison(payloads["text_only"], payloads["multimodal"])
         if found is not None:
             difference |= {"item_low": 100 * found.low, "item_high": 100 * found.high, "pooled_verdict": found.verdict}
         out.append(difference)
     return sorted(out, key=lambda r: r["text_words"])
+
+
+def seed_verdict(differences: list[float]) -> str:
+    """The verdict of the t-interval of per-seed differences; seeds that all differ by the same amount have no
+    spread to judge by, so they get no verdict (a zero-width interval is no evidence with two or three seeds)."""
+    found = seed_interval(differences, LEVEL)
+    return "no spread over seeds" if math.isnan(found.low) else verdict(found.low, found.high)
 
 
 def pooled_comparison(a: list[str | None], b: list[str | None]):
