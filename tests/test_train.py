@@ -17,6 +17,7 @@ from tokenizers import pre_tokenizers
 from transformers import TrainerCallback
 
 from babymerge.cli import main
+from babymerge.errors import BabymergeError
 from babymerge.features.model_fields import model_fields
 from babymerge.features.store import FeatureFile
 from babymerge.formats.captions import read_captions
@@ -336,6 +337,42 @@ def test_multimodal_run_mixes_captions_and_learns(setup):
     assert speed["padding_fraction"] < 0.15  # captions of 20-63 tokens here, in 64-token rows
     assert speed["words_per_s"] == pytest.approx(speed["words"] / speed["seconds"], rel=1e-3)
     assert speed["achieved_tflops"] > 0
+    steady = speed["steady"]  # the rates after the first tenth of the steps (compilation and warm-up)
+    seen = {row["step"]: row["words_seen"] for row in rows}
+    assert steady["words"] == speed["words"] - seen[steady["after_steps"]] and 0 < steady["seconds"] < speed["seconds"]
+    assert steady["words_per_s"] == pytest.approx(steady["words"] / steady["seconds"], rel=1e-3)
+    assert speed["settings"] == {  # the speed settings as the run used them, auto resolved
+        "attn_implementation": "sdpa",
+        "precision": "fp32",
+        "optim": "adamw_torch_fused",
+        "torch_compile": False,
+        "batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "pack_captions": True,
+    }
+
+
+def test_attention_implementation_is_chosen_for_the_device_or_refused(setup):
+    from babymerge.training.run import attention
+
+    assert attention(config(setup, "attn")) == "sdpa"  # auto on a CPU
+    assert attention(config(setup, "attn", attn_implementation="eager")) == "eager"
+    for name in ("flex_attention", "flash_attention_2"):
+        with pytest.raises(BabymergeError, match=rf"attn_implementation '{name}': .*device cpu"):
+            attention(config(setup, "attn", attn_implementation=name))
+
+
+@pytest.mark.slow
+def test_compiled_training_learns_what_eager_training_learns(setup):
+    """``trainer_args: {torch_compile: true}`` (the GPU speed setting) on packed multimodal rows: the same
+    losses step by step as the uncompiled run, and the run records that it compiled."""
+    fields = dict(mode="multimodal", captions=setup["captions"], features=setup["features"], max_steps=6)
+    eager = train(config(setup, "eager", **fields))
+    compiled = train(config(setup, "compiled", **fields, trainer_args={"torch_compile": True}))
+    losses = [[row["loss"] for row in loss_log(out)] for out in (eager, compiled)]
+    assert len(losses[0]) == 3 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert json.loads((compiled / "throughput.json").read_text())["settings"]["torch_compile"] is True
+    assert json.loads((eager / "throughput.json").read_text())["settings"]["torch_compile"] is False
 
 
 def test_cli_trains_from_yaml_with_flag_overrides_and_plots_both_runs(setup, tmp_path, capsys):
@@ -374,3 +411,13 @@ def test_cli_errors_name_the_problem(setup, tmp_path, capsys):
     ]
     assert main(missing) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_paper_scale_configs_load_and_name_their_speed_settings():
+    from babymerge.config_file import load_config
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_scale"
+    for name in ("text", "multimodal"):
+        cfg = load_config(TrainConfig, folder / f"{name}.yaml")
+        assert cfg.attn_implementation == "auto" and cfg.device == "cuda"
+        assert {"bf16": True, "optim": "adamw_torch_fused", "torch_compile": True}.items() <= cfg.trainer_args.items()

@@ -72,9 +72,13 @@ def per_example(batch: dict, logits: torch.Tensor) -> list[tuple[torch.Tensor, t
     return out
 
 
-@pytest.mark.parametrize("n", [1, 4])
-def test_packed_batch_gives_each_example_its_loss_and_logits(n):
+@pytest.mark.parametrize(
+    ("n", "attention"),
+    [(1, "sdpa"), (4, "sdpa"), (1, "eager"), (4, "flex_attention")],  # flex: the GPU's kernel, forward on a CPU
+)
+def test_packed_batch_gives_each_example_its_loss_and_logits(n, attention):
     model, batches = rows_and_model(n)
+    model.set_attn_implementation(attention)
     packed, single = batches["packed"], batches["single"]
     assert packed["input_ids"].shape == (5, LENGTH) and single["input_ids"].shape == (8, LENGTH)
     assert "attention_mask" not in packed and packed["image_features"].shape == (8, n, DIM)

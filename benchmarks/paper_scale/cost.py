@@ -10,7 +10,8 @@ With ``--words-per-s RUN=RATE`` (words of training data per second, measured by 
 time is also projected directly: ``words x epochs / rate``. That holds for the multimodal run too, whose
 caption rows may carry padding and so cost more per word than text blocks (FLOPs per token do not see it).
 ``--run OUT`` reads a training run's ``OUT/throughput.json`` (written by every ``babymerge train``): its
-words/s, tokens/s, padding fraction and achieved TFLOP/s; the first run's tokens/s stand in for
+words/s, tokens/s, padding fraction, achieved TFLOP/s and settings; the rates after its first steps
+(``steady``: torch.compile's compilation left out) where it has them. The first run's tokens/s stand in for
 ``--measured-tokens-per-s`` when that is not given.
 
     python benchmarks/paper_scale/cost.py --measured-tokens-per-s 521
@@ -51,11 +52,20 @@ def main() -> None:
             f"{run['padding_fraction']:.1%}, {run['achieved_tflops']:.3f} TFLOP/s achieved ({run['device']}, "
             f"{run['processes']} process(es), {run['seconds']:,.0f} s)"
         )
+        if settings := run.get("settings"):
+            print("  settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None))
+        if steady := run.get("steady"):
+            print(
+                f"  after its first {steady['after_steps']} steps: {steady['words_per_s']:,.0f} words/s, "
+                f"{steady['tokens_per_s']:,.0f} tokens/s, {steady['achieved_tflops']:.3f} TFLOP/s (used below)"
+            )
+            run = run | steady
+        for peak in args.gpu_peak_tflops:
+            print(f"  {100 * run['achieved_tflops'] / peak:.1f}% of a {peak:g} TFLOP/s peak")
         args.words_per_s.append(f"{folder.name}={run['words_per_s']}")
+        args.measured_tokens_per_s = args.measured_tokens_per_s or run["tokens_per_s"]
     if args.measured_tokens_per_s is None:
-        if not runs:
-            parser.error("give --measured-tokens-per-s or --run")
-        args.measured_tokens_per_s = next(iter(runs.values()))["tokens_per_s"]
+        parser.error("give --measured-tokens-per-s or --run")
 
     config = make_config("paper", vocab_size=args.vocab, image_token_index=3, bos_token_id=1, eos_token_id=2)
     model = BabyLlavaForConditionalGeneration(config)
@@ -77,10 +87,14 @@ def main() -> None:
     for peak in args.gpu_peak_tflops:
         gpu_seconds = total / (peak * 1e12 * args.utilisation)
         print(f"one GPU of {peak:g} TFLOP/s peak at {args.utilisation:.0%} of it: {gpu_seconds / 3600:.1f} GPU-hours")
+    total_hours = 0.0
     for measured in args.words_per_s:
         run, _, rate = measured.partition("=")
         hours = args.words * args.epochs / float(rate) / 3600
+        total_hours += hours
         print(f"{run}: {args.words:.3g} words x {args.epochs:g} epochs at {float(rate):,.0f} words/s = {hours:.1f} h")
+    if len(args.words_per_s) > 1:
+        print(f"all {len(args.words_per_s)} runs above, one after the other: {total_hours:.1f} h")
 
 
 if __name__ == "__main__":

@@ -2,19 +2,19 @@
 # The paper-scale pipeline on one GPU, each stage for a bounded time: tokenizer (16k), DINOv2-large-shaped
 # features (random weights: no download), the paper preset's initial checkpoint, then text-only and multimodal
 # training through `accelerate launch` in bf16 with the configs text.yaml and multimodal.yaml (paths and
-# max_steps overridden). Prints each stage's wall time and the trainer's measured throughput; README.md here
-# holds a run's figures.
+# max_steps overridden). Prints each stage's wall time and each run's throughput.json; README.md here holds a
+# run's figures.
 #
 #   bash benchmarks/paper_scale/gpu_run.sh TEXT_DIR CAPTIONS_TXT WORK_DIR
 #
 # TEXT_DIR: BabyLM .train files; CAPTIONS_TXT: Flickr8k-format captions.txt beside images/.
-# Environment: DEVICE (cuda), STEPS (300), RUNS (text multimodal multimodal_grouped text_big;
-# also multimodal_grouped_big), BIG_BATCH (128; a list for several), LAYERS (24, the backbone's), LAUNCH (accelerate
-# launch options; default one process, bf16), EXTRA (more
-# babymerge train flags, e.g. a small --batch-size for a CPU check).
+# Environment: DEVICE (cuda), STEPS (300), RUNS (text multimodal text_big; also multimodal_big, and
+# multimodal_grouped and multimodal_grouped_big, the pre-packing workaround), BIG_BATCH (64: one GPU with the configs' 64 rows per step;
+# a list for several), LAYERS (24, the backbone's), LAUNCH (accelerate launch options; default one process,
+# bf16), EXTRA (more babymerge train flags, e.g. a small --batch-size for a CPU check).
 set -uo pipefail
 TEXT=$1 CAPTIONS=$2 WORK=$3
-DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-300} BIG_BATCH=${BIG_BATCH:-128} LAYERS=${LAYERS:-24}
+DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-300} BIG_BATCH=${BIG_BATCH:-64} LAYERS=${LAYERS:-24}
 LAUNCH=${LAUNCH:---num_processes 1 --num_machines 1 --mixed_precision bf16 --dynamo_backend no}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$WORK"
@@ -30,16 +30,18 @@ stage() {  # stage NAME command...: runs it, logs to WORK/NAME.log, prints its w
   return $rc
 }
 
-throughput() {  # throughput NAME BATCH: steps/s and words/s from the trainer's own log lines
-  python3 - "$WORK/$1.log" "$2" <<'EOF'
-import ast, re, sys
-log, batch = open(sys.argv[1]).read(), int(sys.argv[2])
-metrics = [ast.literal_eval(m) for m in re.findall(r"\{'train_runtime'.*?\}", log)][-1]
-words = int(re.findall(r"checkpoints/final \((\d+) words seen\)", log)[-1])
-runtime = float(metrics["train_runtime"])
-steps = float(metrics["train_steps_per_second"]) * runtime
-print(f"  {steps:.0f} steps of {batch} rows, {words:,} words in {runtime:.1f} s (trainer): "
-      f"{steps / runtime:.2f} steps/s, {words / runtime:,.0f} words/s, train loss {metrics['train_loss']}")
+throughput() {  # throughput NAME: the run's own throughput.json (whole train() timed, compile included)
+  python3 - "$WORK/$1/throughput.json" <<'EOF'
+import json, sys
+run = json.load(open(sys.argv[1]))
+print(f"  {run['words']:,} words, {run['tokens']:,} tokens in {run['seconds']:.1f} s: "
+      f"{run['words_per_s']:,.0f} words/s, {run['tokens_per_s']:,.0f} tokens/s, padding {run['padding_fraction']:.2%}, "
+      f"{run['achieved_tflops']:.1f} TFLOP/s = {run['achieved_tflops'] / 9.89:.1f}% of 989")
+if steady := run.get("steady"):
+    print(f"  after the first {steady['after_steps']} steps: {steady['words_per_s']:,.0f} words/s, "
+          f"{steady['tokens_per_s']:,.0f} tokens/s, {steady['achieved_tflops']:.1f} TFLOP/s = "
+          f"{steady['achieved_tflops'] / 9.89:.1f}% of 989")
+print("  settings: " + ", ".join(f"{k} {v}" for k, v in run.get("settings", {}).items()))
 EOF
 }
 
@@ -58,20 +60,23 @@ grouped() {  # the multimodal config with batches of similar lengths (captions a
   echo "$WORK/multimodal_grouped.yaml"
 }
 MULTIMODAL=(--captions "$CAPTIONS" --features "$WORK/features.safetensors")
-for run in ${RUNS:-text multimodal multimodal_grouped text_big}; do
+for run in ${RUNS:-text multimodal text_big}; do
   case $run in
-    text) stage text "${TRAIN[@]}" --config "$HERE/text.yaml" --out "$WORK/text" && throughput text 32 ;;
+    text) stage text "${TRAIN[@]}" --config "$HERE/text.yaml" --out "$WORK/text" && throughput text ;;
     multimodal) stage multimodal "${TRAIN[@]}" --config "$HERE/multimodal.yaml" --out "$WORK/multimodal" \
-      "${MULTIMODAL[@]}" && throughput multimodal 32 ;;
+      "${MULTIMODAL[@]}" && throughput multimodal ;;
     multimodal_grouped) stage multimodal_grouped "${TRAIN[@]}" --config "$(grouped)" \
-      --out "$WORK/multimodal_grouped" "${MULTIMODAL[@]}" && throughput multimodal_grouped 32 ;;
+      --out "$WORK/multimodal_grouped" "${MULTIMODAL[@]}" && throughput multimodal_grouped ;;
     text_big) for batch in $BIG_BATCH; do
       stage "text_batch$batch" "${TRAIN[@]}" --config "$HERE/text.yaml" --out "$WORK/text_batch$batch" \
-        --batch-size "$batch" && throughput "text_batch$batch" "$batch"; done ;;
+        --batch-size "$batch" && throughput "text_batch$batch"; done ;;
+    multimodal_big) for batch in $BIG_BATCH; do
+      stage "multimodal_batch$batch" "${TRAIN[@]}" --config "$HERE/multimodal.yaml" --out "$WORK/multimodal_batch$batch" \
+        "${MULTIMODAL[@]}" --batch-size "$batch" && throughput "multimodal_batch$batch"; done ;;
     multimodal_grouped_big) for batch in $BIG_BATCH; do
       stage "multimodal_grouped_batch$batch" "${TRAIN[@]}" --config "$(grouped)" \
         --out "$WORK/multimodal_grouped_batch$batch" "${MULTIMODAL[@]}" --batch-size "$batch" \
-        && throughput "multimodal_grouped_batch$batch" "$batch"; done ;;
+        && throughput "multimodal_grouped_batch$batch"; done ;;
   esac
 done
 true

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Attention = Literal["auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3"]
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -71,6 +72,11 @@ class TrainConfig(BaseModel):
     )
     cache_dir: Path | None = Field(None, description="tokenisation cache (default ~/.cache/babymerge/tokens)")
     device: str = Field("cpu", description="cpu, or cuda (every process its own GPU under torchrun / accelerate)")
+    attn_implementation: Attention = Field(
+        "auto",
+        description="attention kernel; auto: flash_attention_2 on a GPU with flash-attn installed, else sdpa "
+        "(packed rows keep to their examples with every kernel)",
+    )
     progress: bool = Field(True, description="progress bars")
 
     lora: bool = Field(False, description="train a LoRA adapter instead of all weights")

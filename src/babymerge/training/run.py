@@ -39,6 +39,25 @@ def load_init(init: Path):
     return model, AutoTokenizer.from_pretrained(init)
 
 
+def attention(config: TrainConfig) -> str:
+    """The attention implementation the run uses: ``attn_implementation``, with ``auto`` resolved to
+    flash_attention_2 on a GPU where flash-attn is installed and sdpa elsewhere; a choice that cannot train on
+    the device is refused in one line."""
+    from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
+
+    name, gpu = config.attn_implementation, config.device != "cpu" and torch.cuda.is_available()
+    if name == "auto":
+        return "flash_attention_2" if gpu and is_flash_attn_2_available() else "sdpa"
+    problem = {
+        "flex_attention": None if gpu else "torch has no flex-attention backward on CPU",
+        "flash_attention_2": None if gpu and is_flash_attn_2_available() else "needs a GPU and the flash-attn package",
+        "flash_attention_3": None if gpu and is_flash_attn_3_available() else "needs a GPU and flash-attn 3",
+    }.get(name)
+    if problem:
+        raise BabymergeError(f"attn_implementation {name!r}: {problem} (device {config.device}); use sdpa or auto")
+    return name
+
+
 def device_defaults(device: str) -> dict:
     """``device`` cpu: the Trainer's ``use_cpu`` (torchrun on CPUs too); otherwise its own choice, pinned memory."""
     if device == "cpu":
@@ -69,12 +88,25 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
     )
 
 
+def speed(config: TrainConfig, args: TrainingArguments) -> dict:
+    """The settings that set a run's speed, as it ran (``OUT/throughput.json``)."""
+    return {
+        "attn_implementation": attention(config),
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "optim": str(getattr(args.optim, "value", args.optim)),
+        "torch_compile": args.torch_compile,
+        "batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "pack_captions": config.pack_captions if config.mode == "multimodal" else None,
+    }
+
+
 CONFIG_FILE = "train_config.yaml"
 RESUME_LOG = "resume_log.jsonl"
 # Fields that may change between a run and its resume: they do not change what is trained.
 FREE_FIELDS = {
     *("out", "progress", "logging_steps", "save_steps", "save_total_limit", "save_final", "cache_dir", "device"),
-    *("resume", "restart", "allow_changes", "allow_feature_mismatch"),
+    *("resume", "restart", "allow_changes", "allow_feature_mismatch", "attn_implementation"),
 }
 
 
@@ -239,6 +271,7 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     out = config.out
     set_seed(config.seed)
     model, tokenizer = load_init(config.init)
+    model.set_attn_implementation(attention(config))
     start_words = 0 if config.reset_words else init_words_seen(config.init)
     check_features(config, model.config)
     black = model.model.black_image_features.detach().clone()
@@ -250,7 +283,9 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     args = training_arguments(config)
     info = {"mode": config.mode, "seed": config.seed, "init": str(config.init.resolve()), "lora": config.lora}
     milestone = MilestoneCallback(out, config.milestone_unit, tokenizer, info=info, init_words=start_words)
-    throughput = ThroughputCallback(out, flops_per_token(model, config.max_length)["total"])
+    throughput = ThroughputCallback(
+        out, flops_per_token(model, config.max_length)["total"], settings=speed(config, args)
+    )
     trainer = WordCountingTrainer(
         model=model,
         args=args,

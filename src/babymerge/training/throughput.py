@@ -28,31 +28,50 @@ def flops_per_token(model, context: int) -> dict[str, int]:
 
 class ThroughputCallback(TrainerCallback):
     """Times ``trainer.train()`` (data loading, logging and checkpoint writes included) and writes the words,
-    tokens (padding left out) and batch slots it trained on, their rates and the padding fraction."""
+    tokens (padding left out) and batch slots it trained on, their rates and the padding fraction; ``steady``
+    gives the rates after the session's first steps (a tenth, at most 50), which hold torch.compile's
+    compilation and other warm-up."""
 
-    def __init__(self, out: Path, flops: int, trainer=None):
-        self.out, self.flops, self.trainer = out, flops, trainer
+    def __init__(self, out: Path, flops: int, trainer=None, settings: dict | None = None):
+        self.out, self.flops, self.trainer, self.settings = out, flops, trainer, settings or {}
         self.start = 0.0
+        self.first_step, self.warm_steps, self.warm = 0, 0, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
+        self.first_step = state.global_step
+        self.warm_steps = min(50, (state.max_steps - state.global_step) // 10)
+        self.warm = None
 
-    def on_train_end(self, args, state, control, **kwargs):
-        seconds = time.perf_counter() - self.start
-        counts = self.trainer.pop_totals()
-        if not state.is_world_process_zero or not counts["slots"]:
-            return
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.warm is None and self.warm_steps and state.global_step - self.first_step == self.warm_steps:
+            self.warm = (time.perf_counter(), self.trainer.pop_totals())
+
+    def rates(self, counts: dict[str, int], seconds: float) -> dict:
         tokens_per_s = counts["tokens"] / seconds
-        report = {
-            **counts,
+        return {
             "seconds": round(seconds, 3),
             "words_per_s": round(counts["words"] / seconds, 1),
             "tokens_per_s": round(tokens_per_s, 1),
+            "achieved_tflops": round(tokens_per_s * self.flops / 1e12, 4),
+        }
+
+    def on_train_end(self, args, state, control, **kwargs):
+        end = time.perf_counter()
+        rest = self.trainer.pop_totals()
+        counts = rest if self.warm is None else {k: v + self.warm[1][k] for k, v in rest.items()}
+        if not state.is_world_process_zero or not counts["slots"]:
+            return
+        report = {
+            **counts,
+            **self.rates(counts, end - self.start),
             "padding_fraction": round(1 - counts["tokens"] / counts["slots"], 5),
             "flops_per_token": self.flops,
-            "achieved_tflops": round(tokens_per_s * self.flops / 1e12, 4),
             "device": str(args.device),
             "processes": args.world_size,
+            "settings": self.settings,
         }
+        if self.warm is not None and rest["slots"]:
+            report["steady"] = {"after_steps": self.warm_steps, **rest, **self.rates(rest, end - self.warm[0])}
         with atomic_file(self.out / THROUGHPUT_FILE) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
