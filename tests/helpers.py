@@ -40,7 +40,7 @@ def offline_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
     """``babymerge ARGS`` in a subprocess, offline, output captured as text (``kwargs`` go to ``subprocess.run``)."""
-    kwargs = {"capture_output": True, "text": True, "timeout": 300} | kwargs
+    kwargs = {"capture_output": True, "text": True, "timeout": 900} | kwargs  # a hang guard, loose for a loaded machine
     return subprocess.run([*CLI, *map(str, args)], env=env or offline_env(), **kwargs)
 
 

@@ -10,7 +10,7 @@ from helpers import winoground_features
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
 
 
 def test_winoground_end_to_end_with_a_feature_file(tmp_path, layout, shared_data, make_checkpoint, cli):

@@ -161,7 +161,7 @@ def lm_eval(tmp_path: Path, tasks: str, *metadata: str) -> subprocess.CompletedP
         text=True,
         env=offline_env(BABYMERGE_DATA=""),
         cwd=tmp_path,
-        timeout=120,
+        timeout=600,  # a hang guard: lm-eval indexes its tasks first (about 30 s idle, minutes on a loaded machine)
     )
 
 
