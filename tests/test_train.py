@@ -411,6 +411,11 @@ def test_cli_errors_name_the_problem(setup, tmp_path, capsys):
     ]
     assert main(missing) == 2
     assert "no config.json" in capsys.readouterr().err
+    flex = [*base, "--mode", "text", "--attn-implementation", "flex_attention", "--text-max-words", "500"]
+    assert main(flex) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert "attn_implementation 'flex_attention': torch has no flex-attention backward on CPU" in line
+    assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
 def test_paper_scale_configs_load_and_name_their_speed_settings():
