@@ -352,23 +352,40 @@ def test_multimodal_run_mixes_captions_and_learns(setup):
     }
 
 
-def test_attention_implementation_is_chosen_for_the_device_or_refused(setup):
-    from babymerge.training.run import attention
+def test_attention_implementation_is_chosen_for_the_device_or_refused(setup, monkeypatch):
+    from babymerge.training import run
 
-    assert attention(config(setup, "attn")) == "sdpa"  # auto on a CPU
-    assert attention(config(setup, "attn", attn_implementation="eager")) == "eager"
+    assert run.attention(config(setup, "attn")) == "sdpa"  # auto on a CPU
+    assert run.attention(config(setup, "attn", attn_implementation="eager")) == "eager"
     for name in ("flex_attention", "flash_attention_2"):
         with pytest.raises(BabymergeError, match=rf"attn_implementation '{name}': .*device cpu"):
-            attention(config(setup, "attn", attn_implementation=name))
+            run.attention(config(setup, "attn", attn_implementation=name))
+    # a GPU with flash-attn installed, as the choice sees it: flash attention in half precision only
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("transformers.utils.is_flash_attn_2_available", lambda: True)
+    gpu = {"device": "cuda"}
+    assert run.attention(config(setup, "attn", **gpu)) == "sdpa"  # float32: flash-attn would refuse it
+    assert run.attention(config(setup, "attn", **gpu, trainer_args={"bf16": True})) == "flash_attention_2"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision bf16
+    assert run.attention(config(setup, "attn", **gpu)) == "flash_attention_2"
+    assert run.precision(config(setup, "attn")) == "bf16"
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    with pytest.raises(BabymergeError, match="'flash_attention_2': trains in bf16 or fp16 only"):
+        run.attention(config(setup, "attn", **gpu, attn_implementation="flash_attention_2"))
 
 
 @pytest.mark.slow
 def test_compiled_training_learns_what_eager_training_learns(setup):
     """``trainer_args: {torch_compile: true}`` (the GPU speed setting) on packed multimodal rows: the same
     losses step by step as the uncompiled run, and the run records that it compiled."""
+    from torch._dynamo.utils import counters
+
     fields = dict(mode="multimodal", captions=setup["captions"], features=setup["features"], max_steps=6)
+    counters.clear()
     eager = train(config(setup, "eager", **fields))
+    assert not counters["stats"]["unique_graphs"]  # nothing compiled
     compiled = train(config(setup, "compiled", **fields, trainer_args={"torch_compile": True}))
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo captured the model's graphs
     losses = [[row["loss"] for row in loss_log(out)] for out in (eager, compiled)]
     assert len(losses[0]) == 3 and losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert json.loads((compiled / "throughput.json").read_text())["settings"]["torch_compile"] is True
@@ -413,9 +430,11 @@ def test_cli_errors_name_the_problem(setup, tmp_path, capsys):
     assert "no config.json" in capsys.readouterr().err
     flex = [*base, "--mode", "text", "--attn-implementation", "flex_attention", "--text-max-words", "500"]
     assert main(flex) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    [line] = capsys.readouterr().err.strip().splitlines()
     assert "attn_implementation 'flex_attention': torch has no flex-attention backward on CPU" in line
-    assert not (tmp_path / "o").exists()  # refused before anything was written
+    (tmp_path / "o" / "trainer").mkdir(parents=True)  # an earlier run there: --restart must not move it aside
+    assert main([*flex, "--restart"]) == 2 and (tmp_path / "o" / "trainer").is_dir()
+    assert not list(tmp_path.glob("o.old-*"))
 
 
 def test_paper_scale_configs_load_and_name_their_speed_settings():

@@ -34,14 +34,23 @@ for part in ${PARTS:-speed trainer}; do
     speed) timeout 240 python3 benchmarks/paper_scale/speed_settings.py --device cuda --preset paper \
       --batch-size 32 --steps "${SPEED_STEPS:-40}" --warmup 8 --threads 8 --peak-tflops 989 \
       --settings attn=sdpa,fused attn=sdpa,fused,compile attn=flex_attention,fused,compile \
-      attn=sdpa,fused,compile,batch=2x 2>&1 | grep -v "^W[0-9]" | tee "$RESULTS/speed_settings.txt" ;;
-    trainer) RUNS="text_big multimodal_big" BIG_BATCH=64 STEPS=${STEPS:-600} timeout 450 \
-      bash benchmarks/paper_scale/gpu_run.sh "$TEXT" "$CAPTIONS" /tmp/gpu_work 2>&1 | tee "$RESULTS/gpu_run.txt"
+      attn=flash_attention_2,fused,compile attn=sdpa,fused,compile,batch=2x \
+      2>"$RESULTS/speed_settings.log" | tee "$RESULTS/speed_settings.txt" ;;
+    trainer) rm -rf /tmp/gpu_work  # fresh runs: a warm machine's earlier ones would resume
+      # milestones at 1B words: no checkpoint writes inside the timed steps
+      RUNS="text_big multimodal_big" BIG_BATCH=64 STEPS=${STEPS:-600} EXTRA="--milestone-unit 1000000000" \
+        timeout 450 bash benchmarks/paper_scale/gpu_run.sh "$TEXT" "$CAPTIONS" /tmp/gpu_work 2>&1 \
+        | tee "$RESULTS/gpu_run.txt"
+      runs=()
       for run in text_batch64 multimodal_batch64; do
-        cp "/tmp/gpu_work/$run/throughput.json" "$RESULTS/${run}_throughput.json" 2>/dev/null
+        if [ -f "/tmp/gpu_work/$run/throughput.json" ]; then
+          cp "/tmp/gpu_work/$run/throughput.json" "$RESULTS/${run}_throughput.json" && runs+=(--run "/tmp/gpu_work/$run")
+        else
+          echo "$run: no throughput.json (see gpu_run.txt)"
+        fi
       done
-      python3 benchmarks/paper_scale/cost.py --run /tmp/gpu_work/text_batch64 --run /tmp/gpu_work/multimodal_batch64 \
-        --gpu-peak-tflops 989 2>&1 | tee "$RESULTS/cost.txt" ;;
+      [ ${#runs[@]} -gt 0 ] && python3 benchmarks/paper_scale/cost.py "${runs[@]}" --gpu-peak-tflops 989 2>&1 \
+        | tee "$RESULTS/cost.txt" ;;
   esac
 done
 date -u +"end %FT%TZ" | tee -a "$RESULTS/machine.txt"

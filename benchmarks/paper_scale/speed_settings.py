@@ -11,7 +11,8 @@ synchronize. A setting is a comma-separated list:
 - ``attn=NAME``: the transformers attention implementation (``sdpa``, ``eager``, ``flex_attention``,
   ``flash_attention_2``; ``model.set_attn_implementation``), as ``attn_implementation`` in a train config;
 - ``fused``: ``torch.optim.AdamW(fused=True)``, the Trainer's default optimizer in transformers 5
-  (``optim: adamw_torch_fused``); without it the multi-tensor (foreach) AdamW of ``optim: adamw_torch``;
+  (``optim: adamw_torch_fused``); without it the unfused AdamW of ``optim: adamw_torch`` (multi-tensor on a
+  GPU, one parameter at a time on a CPU);
 - ``compile``: ``torch.compile(model)``, as ``trainer_args: {torch_compile: true}``;
 - ``batch=N``: rows per step (default ``--batch-size``).
 

@@ -214,7 +214,7 @@ def seed_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     agree (sd 0): a zero-width interval would claim certainty that a few seeds cannot give."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
-    if len(values) < 2 or float(values.std(ddof=1)) == 0.0:
+    if len(values) < 2 or float(np.ptp(values)) <= 1e-9 * max(1.0, abs(mean)):  # equal up to rounding
         return Interval(mean, float("nan"), float("nan"), "t over seeds")
     half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
     return Interval(mean, mean - half, mean + half, "t over seeds")

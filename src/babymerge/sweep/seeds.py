@@ -5,7 +5,7 @@ side), matched across seeds by name (checkpoint names are milestones, the same i
 
 - ``mean``, ``sd`` (n-1), ``min``, ``max`` of the per-seed scores x100, and ``seeds``, their count;
 - ``seed_low``, ``seed_high``: the 95% t-interval of the mean over seeds (``uncertainty.seed_interval``; none
-  with one seed);
+  with one seed or when every seed gave the same value);
 - ``item_low``, ``item_high``: the 95% interval over items of the pooled items, each item's value averaged over
   the seeds (the seeds score the same documents), so only item sampling is in it, not training noise.
 

@@ -39,23 +39,35 @@ def load_init(init: Path):
     return model, AutoTokenizer.from_pretrained(init)
 
 
+def precision(config: TrainConfig) -> str:
+    """``bf16``, ``fp16`` or ``fp32``: the run's ``trainer_args``, else ``accelerate launch --mixed_precision``."""
+    for name in ("bf16", "fp16"):
+        if config.trainer_args.get(name):
+            return name
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    return launched if launched in ("bf16", "fp16") else "fp32"
+
+
 def attention(config: TrainConfig) -> str:
     """The attention implementation the run uses: ``attn_implementation``, with ``auto`` resolved to
-    flash_attention_2 on a GPU where flash-attn is installed and sdpa elsewhere; a choice that cannot train on
-    the device is refused in one line."""
+    flash_attention_2 on a GPU where flash-attn is installed and the run is in bf16 or fp16, else sdpa. A choice
+    that cannot train on the device or in the run's precision is refused in one line."""
     from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
 
     name, gpu = config.attn_implementation, config.device != "cpu" and torch.cuda.is_available()
+    half = precision(config) != "fp32"
     if name == "auto":
-        return "flash_attention_2" if gpu and is_flash_attn_2_available() else "sdpa"
-    problem = {
-        "flex_attention": None if gpu else "torch has no flex-attention backward on CPU",
-        "flash_attention_2": None if gpu and is_flash_attn_2_available() else "needs a GPU and the flash-attn package",
-        "flash_attention_3": None if gpu and is_flash_attn_3_available() else "needs a GPU and flash-attn 3",
-    }.get(name)
-    if problem:
-        raise BabymergeError(f"attn_implementation {name!r}: {problem} (device {config.device}); use sdpa or auto")
-    return name
+        return "flash_attention_2" if gpu and half and is_flash_attn_2_available() else "sdpa"
+    flash = {"flash_attention_2": is_flash_attn_2_available, "flash_attention_3": is_flash_attn_3_available}
+    if name == "flex_attention" and not gpu:
+        problem = "torch has no flex-attention backward on CPU"
+    elif name in flash and not (gpu and flash[name]()):
+        problem = f"needs a GPU and the flash-attn package{' 3' if name.endswith('3') else ''}"
+    elif name in flash and not half:
+        problem = "trains in bf16 or fp16 only (trainer_args bf16: true, or accelerate --mixed_precision bf16)"
+    else:
+        return name
+    raise BabymergeError(f"attn_implementation {name!r}: {problem} (device {config.device}); use sdpa or auto")
 
 
 def device_defaults(device: str) -> dict:
@@ -92,7 +104,7 @@ def speed(config: TrainConfig, args: TrainingArguments) -> dict:
     """The settings that set a run's speed, as it ran (``OUT/throughput.json``)."""
     return {
         "attn_implementation": attention(config),
-        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "precision": precision(config),
         "optim": str(getattr(args.optim, "value", args.optim)),
         "torch_compile": args.torch_compile,
         "batch_size": config.batch_size,
@@ -239,6 +251,7 @@ def train(config: TrainConfig, *, callbacks: list | None = None) -> Path:
     (recorded in ``OUT/resume_log.jsonl``) or ``restart`` (the earlier run is moved aside) is set.
     """
     out = config.out
+    attention(config)  # an attention kernel the run cannot use is refused before anything moves
     restart = config.restart or not config.resume
     if restart and os.environ.get("RANK", "0") == "0" and out.is_dir() and any(out.iterdir()):
         move_aside(out)

@@ -50,7 +50,7 @@ class ThroughputCallback(TrainerCallback):
     def rates(self, counts: dict[str, int], seconds: float) -> dict:
         tokens_per_s = counts["tokens"] / seconds
         return {
-            "seconds": round(seconds, 3),
+            "seconds": round(seconds, 6),
             "words_per_s": round(counts["words"] / seconds, 1),
             "tokens_per_s": round(tokens_per_s, 1),
             "achieved_tflops": round(tokens_per_s * self.flops / 1e12, 4),
