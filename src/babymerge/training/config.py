@@ -74,8 +74,8 @@ class TrainConfig(BaseModel):
     device: str = Field("cpu", description="cpu, or cuda (every process its own GPU under torchrun / accelerate)")
     attn_implementation: Attention = Field(
         "auto",
-        description="attention kernel; auto: flash_attention_2 on a GPU with flash-attn installed, else sdpa "
-        "(packed rows keep to their examples with every kernel)",
+        description="attention kernel; auto: flash_attention_2 on a GPU with flash-attn installed in bf16/fp16, "
+        "else sdpa (packed rows keep to their examples with every kernel)",
     )
     progress: bool = Field(True, description="progress bars")
 
