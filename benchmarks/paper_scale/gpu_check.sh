@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of the training-throughput work, prepared for a lent GPU machine: the speed settings side by
-# side at the paper preset (speed_settings.py, about 3 min on one H200), then the paper configs through the
+# side at the paper preset (speed_settings.py, one run after another, each row printed as it ends; up to 8
+# min, torch.compile compiling each compiled setting), then the paper configs through the
 # Trainer on one GPU at 64 rows per step, the configs' own (gpu_run.sh: text.yaml and multimodal.yaml, packed,
 # compiled; about 5 min), then their projection (cost.py reading each run's throughput.json). Everything it
 # prints also lands in OUT_DIR.
@@ -31,7 +32,7 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_
 } 2>&1 | tee "$RESULTS/machine.txt"
 for part in ${PARTS:-speed trainer}; do
   case $part in
-    speed) timeout 240 python3 benchmarks/paper_scale/speed_settings.py --device cuda --preset paper \
+    speed) timeout 480 python3 benchmarks/paper_scale/speed_settings.py --device cuda --preset paper --sequential \
       --batch-size 32 --steps "${SPEED_STEPS:-40}" --warmup 8 --threads 8 --peak-tflops 989 \
       --settings attn=sdpa,fused attn=sdpa,fused,compile attn=flex_attention,fused,compile \
       attn=flash_attention_2,fused,compile attn=sdpa,fused,compile,batch=2x \

@@ -1,7 +1,8 @@
 """Training speed settings side by side: attention kernel, fused AdamW, torch.compile, rows per step.
 
 Each setting trains its own copy of one preset (same Llama config, same seed) on the same synthetic batches,
-in one process, steps interleaved (order rotating) so that load from other jobs hits all alike. Two kinds of
+in one process, steps interleaved (order rotating) so that load from other jobs hits all alike, or with
+``--sequential`` (a GPU to itself) one run after another, each row printed as its run ends. Two kinds of
 batch: ``text`` (256-token text blocks, as ``mode: text``) and ``packed`` (the paper's 50/50 mixture of text
 blocks and packed caption rows, built by babymerge's own ``TrainingRows``, ``pack_rows`` and ``Collator``, as
 in ``benchmarks/packing_throughput.py``). A step is fetching and collating a batch, forward with labels under
@@ -21,8 +22,8 @@ Reported per setting and kind: tokens/s (padding left out), words/s, TFLOP/s by 
 peak; then each setting's tokens/s over the first setting's (the Trainer's defaults), measured side by side.
 
     python benchmarks/paper_scale/speed_settings.py --device cpu --preset small --batch-size 8 --steps 10
-    python benchmarks/paper_scale/speed_settings.py --device cuda --preset paper --batch-size 32 --steps 100 \
-        --peak-tflops 989
+    python benchmarks/paper_scale/speed_settings.py --device cuda --preset paper --batch-size 32 --steps 40 \
+        --peak-tflops 989 --sequential
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["text", "packed"], choices=["text", "packed"])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS)
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak (H200: 989)")
+    parser.add_argument(
+        "--sequential", action="store_true", help="one run after another, each row printed when it ends (a GPU)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -124,49 +128,62 @@ def main() -> None:
     flops = flops_per_token(next(iter(runs.values()))["model"], args.length)["total"]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
 
-    names = list(runs)
-    for step in range(args.warmup + args.steps):
-        for name in names[step % len(names) :] + names[: step % len(names)]:
-            run = runs[name]
-            fetch = time.perf_counter()
-            batch = next(run["batches"])
-            counts = batch.pop("num_words"), batch.pop("num_tokens")
-            start = time.perf_counter()
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with autocast:
-                loss = run["forward"](**batch).loss
-            loss.backward()
-            run["optimizer"].step()
-            run["optimizer"].zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
-            if step >= args.warmup:
-                run["seconds"] += time.perf_counter() - start
-                run["fetch"] += start - fetch
-                run["words"] += int(counts[0].sum())
-                run["tokens"] += int(counts[1].sum())
-                run["slots"] += batch["input_ids"].numel()
+    def train_step(run: dict, timed: bool) -> None:
+        fetch = time.perf_counter()
+        batch = next(run["batches"])
+        counts = batch.pop("num_words"), batch.pop("num_tokens")
+        start = time.perf_counter()
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with autocast:
+            loss = run["forward"](**batch).loss
+        loss.backward()
+        run["optimizer"].step()
+        run["optimizer"].zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        if timed:
+            run["seconds"] += time.perf_counter() - start
+            run["fetch"] += start - fetch
+            run["words"] += int(counts[0].sum())
+            run["tokens"] += int(counts[1].sum())
+            run["slots"] += batch["input_ids"].numel()
+
+    first: dict[str, float] = {}
+
+    def row(setting: str, kind: str) -> str:
+        run = runs[(setting, kind)]
+        rate = run["tokens"] / run["seconds"]
+        first.setdefault(kind, rate)
+        tflops = rate * flops / 1e12
+        share = f" | {100 * tflops / args.peak_tflops:.1f}%" if args.peak_tflops else ""
+        return (
+            f"| {setting} | {kind} | {run['spec']['batch']} | {1 - run['tokens'] / run['slots']:.2%} | {rate:,.0f} | "
+            f"{run['words'] / run['seconds']:,.0f} | {tflops:.3f}{share} | {rate / first[kind]:.3f} |"
+        )
 
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
     print(
         f"device={args.device} ({name}), torch {torch.__version__}, preset={args.preset}, rows of "
         f"{args.length} tokens, {args.steps} timed steps per run after {args.warmup} untimed, "
-        f"threads={args.threads}; FLOPs per token {flops / 1e6:.1f} M (PaLM count, context {args.length})"
+        f"threads={args.threads}, {'one run after another' if args.sequential else 'steps interleaved'}; "
+        f"FLOPs per token {flops / 1e6:.1f} M (PaLM count, context {args.length})"
     )
     peak = " | % of peak" if args.peak_tflops else ""
-    header = f"| setting | batch | rows per step | padding | tokens/s | words/s | TFLOP/s{peak} | over the first |"
-    print(header)
-    print("|---|---|---|---|---|---|---|" + ("---|" if peak else "") + "---|")
-    first: dict[str, float] = {}
-    for (setting, kind), run in runs.items():
-        rate = run["tokens"] / run["seconds"]
-        first.setdefault(kind, rate)
-        tflops = rate * flops / 1e12
-        share = f" | {100 * tflops / args.peak_tflops:.1f}%" if args.peak_tflops else ""
-        print(
-            f"| {setting} | {kind} | {run['spec']['batch']} | {1 - run['tokens'] / run['slots']:.2%} | {rate:,.0f} | "
-            f"{run['words'] / run['seconds']:,.0f} | {tflops:.3f}{share} | {rate / first[kind]:.3f} |"
-        )
+    print(f"| setting | batch | rows per step | padding | tokens/s | words/s | TFLOP/s{peak} | over the first |")
+    print("|---|---|---|---|---|---|---|" + ("---|" if peak else "") + "---|", flush=True)
+    names = list(runs)
+    if args.sequential:  # each row as soon as its run ends (a GPU to itself: nothing to share the load with)
+        for key in names:
+            for step in range(args.warmup + args.steps):
+                train_step(runs[key], step >= args.warmup)
+            print(row(*key), flush=True)
+            runs[key].update(model=None, forward=None, optimizer=None)
+    else:
+        for step in range(args.warmup + args.steps):
+            for key in names[step % len(names) :] + names[: step % len(names)]:
+                train_step(runs[key], step >= args.warmup)
+        for key in names:
+            print(row(*key))
     print(
         "Seconds per step: the step itself (timed above); fetching and collating its batch (main process, "
         "not timed above: the Trainer's data-loader workers overlap it)"
