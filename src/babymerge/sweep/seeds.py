@@ -270,10 +270,22 @@ def _accuracy_range(axis, task: str) -> None:
         axis.set_ylim(max(low, -2), min(high, 102))
 
 
+def _label(axis, task: str, titles: dict[str, str] | None, xlabel: str) -> None:
+    """A panel's title, axis labels, grid and y range (at least a few points, within 0..100 for accuracies)."""
+    from .report import min_span
+
+    axis.set_title(title(task, titles), fontsize=10)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("mean over seeds x100")
+    axis.grid(alpha=0.3)
+    min_span(axis)
+    _accuracy_range(axis, task)
+
+
 def plot_equal_words(rows: list[dict[str, Any]], path: Path, titles: dict[str, str] | None, note: str) -> Path:
     """Per task: both models' mean over seeds against words seen, the band of the 95% t-interval over seeds."""
     from .equal_words import SERIES
-    from .report import band, min_span, note_on, save_figure, words_axis
+    from .report import band, note_on, save_figure, words_axis
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     figure, axes = _panels(len(tasks))
@@ -287,12 +299,7 @@ def plot_equal_words(rows: list[dict[str, Any]], path: Path, titles: dict[str, s
         if (chance := chance_level(task)) is not None:
             axis.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
         words_axis(axis, [r["text_words"] for r in rows if r["task"] == task])
-        axis.set_title(title(task, titles), fontsize=10)
-        axis.set_xlabel("words seen (mean over seeds)")
-        axis.set_ylabel("mean over seeds x100")
-        axis.grid(alpha=0.3)
-        min_span(axis)
-        _accuracy_range(axis, task)
+        _label(axis, task, titles, "words seen (mean over seeds)")
         note_on(axis, note, task)
     axes.flat[0].legend(fontsize=8, title="band: 95% over seeds; bar: min-max", title_fontsize=7)
     figure.tight_layout()
@@ -301,7 +308,7 @@ def plot_equal_words(rows: list[dict[str, Any]], path: Path, titles: dict[str, s
 
 def plot_alpha(rows: list[dict[str, Any]], path: Path, titles: dict[str, str] | None) -> Path:
     """Per task: each method's mean over seeds against alpha, with error bars of the 95% t-interval over seeds."""
-    from .report import min_span, save_figure
+    from .report import save_figure
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     figure, axes = _panels(len(tasks))
@@ -312,12 +319,7 @@ def plot_alpha(rows: list[dict[str, Any]], path: Path, titles: dict[str, str] | 
             error = [[m - r["seed_low"] for m, r in zip(means, mine, strict=True)]]
             error.append([r["seed_high"] - m for m, r in zip(means, mine, strict=True)])
             axis.errorbar([r["alpha"] for r in mine], means, yerr=error, marker="o", capsize=3, label=method)
-        axis.set_title(title(task, titles), fontsize=10)
-        axis.set_xlabel("alpha (1: text-only, 0: multimodal)")
-        axis.set_ylabel("mean over seeds x100")
-        axis.grid(alpha=0.3)
-        min_span(axis)
-        _accuracy_range(axis, task)
+        _label(axis, task, titles, "alpha (1: text-only, 0: multimodal)")
     axes.flat[0].legend(fontsize=8, title="bars: 95% over seeds", title_fontsize=7)
     figure.tight_layout()
     return save_figure(figure, path)
