@@ -43,6 +43,7 @@ from packing_throughput import BOS, EOS, IMAGE, VOCAB, loaders, synthetic_rows  
 from babymerge.modeling import BabyLlavaForConditionalGeneration, make_config  # noqa: E402
 from babymerge.training.throughput import flops_per_token  # noqa: E402
 
+ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 DEFAULT_SETTINGS = [
     "attn=sdpa,fused",
     "attn=sdpa",
@@ -61,12 +62,14 @@ def parse(setting: str, batch_size: int) -> dict:
         key, _, value = part.partition("=")
         if key in ("fused", "compile") and not value:
             found[key] = True
-        elif key == "attn" and value:
+        elif key == "attn" and value in ATTENTION:
             found["attn"] = value
-        elif key == "batch" and value:
+        elif key == "batch" and value.removesuffix("x").isdigit():
             found["batch"] = batch_size * int(value[:-1]) if value.endswith("x") else int(value)
         else:
-            raise SystemExit(f"setting {setting!r}: unknown part {part!r} (attn=NAME, fused, compile, batch=N|Kx)")
+            raise ValueError(
+                f"setting {setting!r}: unknown part {part!r} (attn={'|'.join(ATTENTION)}, fused, compile, batch=N|Kx)"
+            )
     return found
 
 
@@ -99,6 +102,10 @@ def main() -> None:
         "--sequential", action="store_true", help="one run after another, each row printed when it ends (a GPU)"
     )
     args = parser.parse_args()
+    try:
+        specs = {setting: parse(setting, args.batch_size) for setting in args.settings}
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -107,8 +114,7 @@ def main() -> None:
     data = synthetic_rows(args.length, args.blocks, config.vision_feature_dim, seed=0)
     kinds = {"text": "text", "packed": "multimodal packed"}
     runs, skipped = {}, []
-    for setting in args.settings:
-        spec = parse(setting, args.batch_size)
+    for setting, spec in specs.items():
         if (why := usable(spec["attn"], device.type)) is not None:
             skipped.append(f"{setting}: {why}")
             continue
