@@ -3,7 +3,7 @@
 # side at the paper preset (speed_settings.py, one run after another, each row printed as it ends; up to 8
 # min, torch.compile compiling each compiled setting), then the paper configs through the
 # Trainer on one GPU at 64 rows per step, the configs' own (gpu_run.sh: text.yaml and multimodal.yaml, packed,
-# compiled; about 5 min), then their projection (cost.py reading each run's throughput.json). Everything it
+# compiled; capped at 7.5 min), then their projection (cost.py reading each run's throughput.json). Everything it
 # prints also lands in OUT_DIR.
 #
 #   bash benchmarks/paper_scale/gpu_check.sh [TEXT_DIR CAPTIONS_TXT OUT_DIR]

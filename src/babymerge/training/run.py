@@ -100,10 +100,10 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
     )
 
 
-def speed(config: TrainConfig, args: TrainingArguments) -> dict:
-    """The settings that set a run's speed, as it ran (``OUT/throughput.json``)."""
+def speed(config: TrainConfig, args: TrainingArguments, kernel: str) -> dict:
+    """The settings that set a run's speed, as it ran (``OUT/throughput.json``); ``kernel``: the attention's."""
     return {
-        "attn_implementation": attention(config),
+        "attn_implementation": kernel,
         "precision": precision(config),
         "optim": str(getattr(args.optim, "value", args.optim)),
         "torch_compile": args.torch_compile,
@@ -284,7 +284,8 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     out = config.out
     set_seed(config.seed)
     model, tokenizer = load_init(config.init)
-    model.set_attn_implementation(attention(config))
+    kernel = attention(config)
+    model.set_attn_implementation(kernel)
     start_words = 0 if config.reset_words else init_words_seen(config.init)
     check_features(config, model.config)
     black = model.model.black_image_features.detach().clone()
@@ -297,7 +298,7 @@ def run_training(config: TrainConfig, resume: Path | None, changed: dict[str, li
     info = {"mode": config.mode, "seed": config.seed, "init": str(config.init.resolve()), "lora": config.lora}
     milestone = MilestoneCallback(out, config.milestone_unit, tokenizer, info=info, init_words=start_words)
     throughput = ThroughputCallback(
-        out, flops_per_token(model, config.max_length)["total"], settings=speed(config, args)
+        out, flops_per_token(model, config.max_length)["total"], settings=speed(config, args, kernel)
     )
     trainer = WordCountingTrainer(
         model=model,
